@@ -1,0 +1,1 @@
+"""Facial keypoint detection: the logic behind the DVC stages in stages/."""

@@ -1,0 +1,64 @@
+"""The competition's column layout: 15 keypoints as 30 (x, y) columns, then Image."""
+
+IMAGE_SIZE = 96
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+KEYPOINT_NAMES = [
+    "left_eye_center",
+    "right_eye_center",
+    "left_eye_inner_corner",
+    "left_eye_outer_corner",
+    "right_eye_inner_corner",
+    "right_eye_outer_corner",
+    "left_eyebrow_inner_end",
+    "left_eyebrow_outer_end",
+    "right_eyebrow_inner_end",
+    "right_eyebrow_outer_end",
+    "nose_tip",
+    "mouth_left_corner",
+    "mouth_right_corner",
+    "mouth_center_top_lip",
+    "mouth_center_bottom_lip",
+]
+KEYPOINT_COLUMNS = [f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in ("x", "y")]
+IMAGE_COLUMN = "Image"
+TRAINING_COLUMNS = KEYPOINT_COLUMNS + [IMAGE_COLUMN]
+TEST_COLUMNS = ["ImageId", IMAGE_COLUMN]
+LOOKUP_COLUMNS = ["RowId", "ImageId", "FeatureName"]
+
+# Left/right eye centres, nose tip, bottom lip: labelled on ~all rows of the real data.
+EIGHT_INDICES = [0, 1, 2, 3, 20, 21, 28, 29]
+EIGHT_COLUMNS = [KEYPOINT_COLUMNS[i] for i in EIGHT_INDICES]
+
+# "Left" is the subject's left; a horizontal flip swaps each pair, nose and lip centres stay.
+FLIP_PAIRS = [
+    ("left_eye_center", "right_eye_center"),
+    ("left_eye_inner_corner", "right_eye_inner_corner"),
+    ("left_eye_outer_corner", "right_eye_outer_corner"),
+    ("left_eyebrow_inner_end", "right_eyebrow_inner_end"),
+    ("left_eyebrow_outer_end", "right_eyebrow_outer_end"),
+    ("mouth_left_corner", "mouth_right_corner"),
+]
+
+
+def flip_permutation(names=KEYPOINT_NAMES):
+    """Index permutation of keypoint *names* (not columns) that swaps every left/right pair."""
+    position = {name: i for i, name in enumerate(names)}
+    order = list(range(len(names)))
+    for left, right in FLIP_PAIRS:
+        if left in position and right in position:
+            order[position[left]], order[position[right]] = position[right], position[left]
+    return order
+
+
+def columns_for(n_outputs):
+    """Keypoint column names predicted by a model with n_outputs (8 or 30) outputs."""
+    if n_outputs == len(KEYPOINT_COLUMNS):
+        return list(KEYPOINT_COLUMNS)
+    if n_outputs == len(EIGHT_COLUMNS):
+        return list(EIGHT_COLUMNS)
+    raise ValueError(f"a model has 8 or 30 outputs, not {n_outputs}")
+
+# The competition labels coordinates within [0, 96]; submissions are clipped to it.
+COORDINATE_MIN = 0.0
+COORDINATE_MAX = float(IMAGE_SIZE)

@@ -1,0 +1,88 @@
+"""Whole-file writes that never leave a half-written output: write a sibling temp file, rename."""
+import contextlib
+import gzip
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp name keeps the suffix: Keras and NumPy choose the format by it.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def save_npy(path, array):
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, array)
+
+
+def save_json(path, data):
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_text(path, text):
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(text)
+
+
+def save_csv(path, frame):
+    """Write a pandas DataFrame without its index."""
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False)
+
+
+def save_figure(path, figure):
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
+
+
+def open_text(path):
+    """Open a plain or gzip-compressed text file for reading (gzip is detected by magic bytes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary directory next to `path`; on success it replaces `path` whole."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield temporary
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, retired / path.name)
+            os.replace(temporary, path)
+            shutil.rmtree(retired)
+        else:
+            os.replace(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise

@@ -1,0 +1,62 @@
+"""The reference CNN of the seed article, built from params.yaml's `train.model` group."""
+import keras
+from keras import layers
+
+from keypoints.columns import IMAGE_SIZE
+
+
+def build_model(
+    outputs,
+    filters=(32, 64, 128, 256, 512),
+    kernel_sizes=(5, 3, 3, 3, 3),
+    convs_per_block=2,
+    leaky_relu_slope=0.1,
+    dense_units=512,
+    dropout=0.1,
+    output_bias=None,
+    name=None,
+):
+    """Blocks of Conv2D(no bias) -> LeakyReLU -> BatchNorm, MaxPool between blocks, then a dense head.
+
+    Inputs are raw 0-255 grey levels, shape (96, 96, 1); outputs are keypoint coordinates in pixels.
+    output_bias: start value of the output layer's bias, e.g. the mean keypoint position. From a zero
+    bias Adam needs thousands of steps just to move outputs from 0 to ~48 px; short runs never get there.
+    """
+    if len(filters) != len(kernel_sizes):
+        raise ValueError(
+            f"train.model.filters has {len(filters)} blocks but kernel_sizes has {len(kernel_sizes)}"
+        )
+    if not filters:
+        raise ValueError("train.model.filters must name at least one block")
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
+    # Scaling here rather than in the data keeps the saved model usable on raw pixels. Every conv is
+    # followed by LeakyReLU and BatchNorm, both indifferent to input scale, so the article's
+    # unscaled network computes the same function.
+    x = layers.Rescaling(1.0 / 255.0)(inputs)
+    for block, (block_filters, kernel_size) in enumerate(zip(filters, kernel_sizes)):
+        if block > 0:
+            x = layers.MaxPooling2D(2)(x)
+        for _ in range(convs_per_block):
+            x = layers.Conv2D(block_filters, kernel_size, padding="same", use_bias=False)(x)
+            x = layers.LeakyReLU(negative_slope=leaky_relu_slope)(x)
+            x = layers.BatchNormalization()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    # float32 output even under mixed precision, so the loss is computed in full precision.
+    bias = "zeros" if output_bias is None else keras.initializers.Constant(list(map(float, output_bias)))
+    outputs_layer = layers.Dense(outputs, dtype="float32", bias_initializer=bias, name="keypoints")(x)
+    return keras.Model(inputs, outputs_layer, name=name or f"model_{outputs}")
+
+
+def compile_model(model, optimizer="adam", learning_rate=1e-3, loss="mean_squared_error", jit_compile=False):
+    optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
+    if optimizer not in optimizers:
+        raise ValueError(f"train.optimizer must be one of {sorted(optimizers)}, not {optimizer!r}")
+    model.compile(
+        optimizer=optimizers[optimizer](learning_rate=learning_rate),
+        loss=loss,
+        metrics=["mae"],
+        jit_compile=jit_compile,
+    )
+    return model

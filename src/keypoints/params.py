@@ -1,0 +1,52 @@
+"""Reading params.yaml, the single home of every tunable."""
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+
+def load_params(path="params.yaml"):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: parameters file not found (run from the project root)")
+    with open(path) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def merge(base, overrides):
+    """Recursive dict update that returns a new dict; nested groups are merged, not replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def training_settings(params):
+    """`train` with the overrides of the preset it names applied on top."""
+    train = params["train"]
+    preset = train.get("preset", "reference")
+    presets = params.get("presets") or {}
+    if preset not in presets:
+        raise ValueError(f"params.yaml: train.preset is {preset!r}; presets defines {sorted(presets)}")
+    return merge(train, presets[preset])
+
+
+def flatten(settings, prefix=""):
+    """{'model': {'filters': [32]}} -> {'model.filters': '[32]'}: the shape MLflow params take."""
+    flat = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return flat
+
+
+def settings_hash(settings):
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,44 @@
+"""Predict with both models, merge them, and build the Kaggle submission."""
+import numpy as np
+import pandas as pd
+
+from keypoints.columns import COORDINATE_MAX, COORDINATE_MIN, EIGHT_INDICES, KEYPOINT_COLUMNS
+
+
+def predict(model, images, batch_size=256):
+    """Keypoints (N, k) in pixels for uint8 images (N, 96, 96); an empty input gives (0, k)."""
+    outputs = model.output_shape[-1]
+    if len(images) == 0:
+        return np.zeros((0, outputs), np.float32)
+    batch = images[..., np.newaxis].astype(np.float32)
+    return np.asarray(model.predict(batch, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def merge(predictions_30, predictions_8):
+    """model_30's predictions with the 8 columns model_8 learned from ~3x more faces put in their place."""
+    if predictions_30.shape[0] != predictions_8.shape[0]:
+        raise ValueError(f"cannot merge {predictions_30.shape[0]} rows of model_30 with {predictions_8.shape[0]} of model_8")
+    if predictions_30.shape[1] != len(KEYPOINT_COLUMNS) or predictions_8.shape[1] != len(EIGHT_INDICES):
+        raise ValueError(f"merge expects (N, 30) and (N, 8) predictions, got {predictions_30.shape} and {predictions_8.shape}")
+    merged = predictions_30.copy()
+    merged[:, EIGHT_INDICES] = predictions_8
+    return merged
+
+
+def submission(lookup, image_ids, keypoints):
+    """Kaggle's RowId,Location rows for each (ImageId, FeatureName) the lookup table asks for."""
+    row_of_image = pd.Series(np.arange(len(image_ids)), index=image_ids)
+    column_of_feature = pd.Series(np.arange(len(KEYPOINT_COLUMNS)), index=KEYPOINT_COLUMNS)
+    missing = set(lookup["ImageId"]) - set(image_ids)
+    if missing:
+        raise ValueError(f"IdLookupTable asks for ImageIds missing from test.csv: {sorted(missing)[:5]}")
+    rows = row_of_image[lookup["ImageId"].to_numpy()].to_numpy()
+    columns = column_of_feature[lookup["FeatureName"].to_numpy()].to_numpy()
+    locations = np.clip(keypoints[rows, columns], COORDINATE_MIN, COORDINATE_MAX) if len(lookup) else []
+    return pd.DataFrame({"RowId": lookup["RowId"].to_numpy(), "Location": np.round(locations, 4)})
+
+
+def keypoint_frame(image_ids, keypoints):
+    frame = pd.DataFrame(keypoints, columns=KEYPOINT_COLUMNS)
+    frame.insert(0, "ImageId", image_ids)
+    return frame

@@ -1,0 +1,165 @@
+"""MLflow bookkeeping. Tracking must never cost a trained model: every call here warns and carries on
+when the store cannot be reached, and the DVC outputs are written regardless."""
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+
+def project_root():
+    # DVC sets DVC_ROOT to the parent repository even for queued and --temp experiments, which run
+    # in a copy under .dvc/tmp: the store must be the parent's, not the copy's.
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def tracking_uri():
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def artifact_location():
+    return (project_root() / "mlartifacts").as_uri()
+
+
+def git_commit(cwd="."):
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def files_checksum(paths):
+    """sha256 over the bytes of the files (sorted), so a run records exactly which data it saw."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def run_tags(stage, params_hash="", data_checksum=""):
+    experiment_name = os.environ.get("DVC_EXP_NAME", "")
+    tags = {
+        "stage": stage,
+        "git_commit": git_commit(),
+        "dvc_exp_name": experiment_name,
+        "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+        "params_hash": params_hash,
+        "data_checksum": data_checksum,
+    }
+    return {key: value for key, value in tags.items() if value}
+
+
+def run_name(stage):
+    experiment_name = os.environ.get("DVC_EXP_NAME")
+    return f"{experiment_name}/{stage}" if experiment_name else stage
+
+
+def _retry(call, attempts=8):
+    # Two queued experiments share one SQLite file; a writer may briefly hold the lock.
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:  # MLflow wraps sqlite errors in several exception types
+            if "locked" not in str(error).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+
+
+class Run:
+    """One MLflow run addressed by id; each method is a no-op once the store has failed."""
+
+    def __init__(self, experiment, stage, params_hash="", data_checksum="", resume_run_id=None):
+        self.run_id = None
+        self.client = None
+        try:
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(tracking_uri())
+            experiment_id = _retry(lambda: self._experiment_id(experiment))
+            if resume_run_id and self._exists(resume_run_id):
+                self.run_id = resume_run_id
+                _retry(lambda: self.client.update_run(resume_run_id, status="RUNNING"))
+            else:
+                tags = run_tags(stage, params_hash, data_checksum)
+                run = _retry(
+                    lambda: self.client.create_run(experiment_id, tags=tags, run_name=run_name(stage))
+                )
+                self.run_id = run.info.run_id
+            print(f"MLflow run {self.run_id} in {tracking_uri()}", file=sys.stderr)
+        except Exception as error:
+            self._fail(error)
+
+    def _experiment_id(self, name):
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_location())
+        except Exception:
+            # Another process created it between our lookup and create.
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _exists(self, run_id):
+        try:
+            self.client.get_run(run_id)
+            return True
+        except Exception:
+            return False
+
+    def _fail(self, error):
+        warnings.warn(
+            f"MLflow tracking at {tracking_uri()} failed ({type(error).__name__}: {error}); "
+            "training and DVC outputs continue without it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self.run_id = None
+
+    def _call(self, method, *args, **kwargs):
+        if self.run_id is None:
+            return
+        try:
+            _retry(lambda: getattr(self.client, method)(self.run_id, *args, **kwargs))
+        except Exception as error:
+            self._fail(error)
+
+    def log_params(self, params):
+        from mlflow.entities import Param
+
+        self._call("log_batch", params=[Param(str(k), str(v)[:6000]) for k, v in params.items()])
+
+    def log_metrics(self, metrics, step=0):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        rows = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+        self._call("log_batch", metrics=rows)
+
+    def logged_steps(self, metric):
+        if self.run_id is None:
+            return []
+        try:
+            return [m.step for m in _retry(lambda: self.client.get_metric_history(self.run_id, metric))]
+        except Exception as error:
+            self._fail(error)
+            return []
+
+    def set_tags(self, tags):
+        for key, value in tags.items():
+            self._call("set_tag", key, str(value))
+
+    def log_artifact(self, path, artifact_path=None):
+        self._call("log_artifact", str(path), artifact_path)
+
+    def finish(self, status="FINISHED"):
+        self._call("set_terminated", status=status)

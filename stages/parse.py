@@ -1,0 +1,11 @@
+"""Stage parse: pixel strings of the raw CSVs into .npy arrays (images uint8 (N,96,96))."""
+import argparse
+
+from keypoints.parse import parse_directory
+
+cli = argparse.ArgumentParser(description=__doc__)
+cli.add_argument("--raw", required=True)
+cli.add_argument("--out", required=True)
+args = cli.parse_args()
+
+parse_directory(args.raw, args.out)

@@ -1,0 +1,78 @@
+"""Shared helpers: a copy of the project in a temporary git repo, with tiny params, for real DVC runs."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", "src", "stages"]
+
+# A pipeline small enough for seconds per stage: few rows, two narrow conv blocks, two epochs.
+TINY_PARAMS = {
+    "fetch": {"synthetic": {"train_rows": 80, "test_rows": 6, "full_fraction": 0.5, "seed": 0}},
+    "split": {"holdout_fraction": 0.2},
+    "train": {
+        "epochs": 2,
+        "batch_size": 16,
+        "validation_fraction": 0.2,
+        "model": {"filters": [4, 8], "kernel_sizes": [3, 3], "dense_units": 16},
+    },
+    "predict": {"batch_size": 32},
+    "evaluate": {"faces": 4},
+}
+
+
+def merge(base, overrides):
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def run(command, cwd, env=None, timeout=900):
+    """Run a command; on failure show its output, which is what one needs to see."""
+    environment = dict(os.environ)
+    environment.pop("MLFLOW_TRACKING_URI", None)  # the project's default store unless a test sets one
+    # The venv's dvc, python and mlflow first, whatever shell started pytest.
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    environment.update(env or {})
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout,
+                            shell=isinstance(command, str))
+    if result.returncode != 0:
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def make_project(directory, params_overrides=None):
+    """Copy the project into `directory`, apply tiny params, and commit it in a fresh git + DVC repo."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, directory / name)
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params = merge(merge(params, TINY_PARAMS), params_overrides or {})
+    (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], directory)
+    run(["git", "config", "user.email", "tests@example.com"], directory)
+    run(["git", "config", "user.name", "tests"], directory)
+    run(["dvc", "init", "-q"], directory)
+    run(["dvc", "config", "core.analytics", "false"], directory)
+    run(["git", "add", "-A"], directory)
+    run(["git", "commit", "-q", "-m", "project"], directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory):
+    """The tiny project after one real `dvc repro`, shared by the end-to-end tests that only read it."""
+    directory = make_project(tmp_path_factory.mktemp("pipeline") / "project")
+    run(["dvc", "repro"], directory)
+    return directory

@@ -1,0 +1,92 @@
+"""End to end: the real `dvc repro` of the whole pipeline in a temporary git repo, with tiny params."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+DECLARED_OUTPUTS = [
+    "data/raw/training.csv", "data/raw/test.csv", "data/raw/IdLookupTable.csv",
+    "data/parsed/train_images.npy", "data/parsed/train_keypoints.npy", "data/parsed/test_images.npy",
+    "data/parsed/test_ids.npy", "data/parsed/id_lookup.csv",
+    *[f"data/split/{n}/{part}_{kind}.npy" for n in (8, 30) for part in ("train", "holdout") for kind in ("images", "keypoints")],
+    "models/model_8.keras", "models/model_30.keras",
+    "plots/history_8.csv", "plots/history_30.csv", "metrics/train_8.json", "metrics/train_30.json",
+    "data/predictions/holdout_8.npy", "data/predictions/holdout_30.npy", "data/predictions/holdout_merged.npy",
+    "data/predictions/test_keypoints.csv", "submission.csv",
+    "metrics/evaluate.json", "metrics/per_keypoint.json", "plots/holdout_faces.png", "plots/curves.png",
+]
+
+
+def test_every_declared_output_exists(reproduced_project):
+    missing = [path for path in DECLARED_OUTPUTS if not (reproduced_project / path).is_file()]
+    assert not missing
+    # ... and the list above is all of them: every out/metric/plot of dvc.lock is one of ours.
+    lock = yaml.safe_load((reproduced_project / "dvc.lock").read_text())
+    locked = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+    directories = {"data/raw", "data/parsed", "data/split/8", "data/split/30", "data/predictions"}
+    assert locked - directories <= set(DECLARED_OUTPUTS)
+    assert set(lock["stages"]) == {"fetch", "parse", "split", "train@8", "train@30", "predict_merge", "evaluate"}
+
+
+def test_metrics_are_finite_and_complete(reproduced_project):
+    metrics = json.loads((reproduced_project / "metrics/evaluate.json").read_text())
+    for name in ("model_8", "model_30", "merged"):
+        for kind in ("rmse", "mae"):
+            assert math.isfinite(metrics[f"{name}_{kind}"]) and metrics[f"{name}_{kind}"] > 0
+    per_keypoint = json.loads((reproduced_project / "metrics/per_keypoint.json").read_text())
+    assert len(per_keypoint) == 2 * (4 + 15 + 15)
+    assert all(math.isfinite(value) for value in per_keypoint.values())
+    history = pd.read_csv(reproduced_project / "plots/history_30.csv")
+    assert list(history.columns) == ["epoch", "loss", "mae", "val_loss", "val_mae", "lr"]
+    assert history["epoch"].tolist() == [1, 2]
+
+
+def test_submission_answers_the_lookup_table(reproduced_project):
+    lookup = pd.read_csv(reproduced_project / "data/raw/IdLookupTable.csv")
+    submission = pd.read_csv(reproduced_project / "submission.csv")
+    assert list(submission.columns) == ["RowId", "Location"]
+    assert submission["RowId"].tolist() == lookup["RowId"].tolist()
+    assert submission["Location"].between(0, 96).all()
+    merged = np.load(reproduced_project / "data/predictions/holdout_merged.npy")
+    model_8 = np.load(reproduced_project / "data/predictions/holdout_8.npy")
+    assert merged.shape[1] == 30 and model_8.shape[1] == 8
+
+
+def test_mlflow_holds_the_runs_with_per_epoch_curves(reproduced_project):
+    client = MlflowClient(f"sqlite:///{reproduced_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("facial-keypoints")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["evaluate", "train_30", "train_8"]
+    commit = run(["git", "rev-parse", "HEAD"], reproduced_project).stdout.strip()
+    for stored in runs:
+        assert stored.info.status == "FINISHED"
+        assert stored.data.tags["git_commit"] == commit
+        if stored.info.run_name.startswith("train"):
+            for metric in ("loss", "mae", "val_loss", "val_mae", "lr"):
+                assert [m.step for m in client.get_metric_history(stored.info.run_id, metric)] == [0, 1]
+            assert {a.path for a in client.list_artifacts(stored.info.run_id)} >= {"model"}
+        else:
+            assert math.isfinite(stored.data.metrics["merged_rmse"])
+            assert {a.path for a in client.list_artifacts(stored.info.run_id)} >= {"holdout_faces.png", "curves.png"}
+    assert (reproduced_project / "mlartifacts").is_dir(), "artifacts stay inside the project"
+
+
+def test_nothing_changed_reruns_nothing(reproduced_project):
+    result = run(["dvc", "repro"], reproduced_project)
+    assert "Running stage" not in result.stdout
+    status = run(["dvc", "status"], reproduced_project)
+    assert "up to date" in status.stdout
+
+
+def test_dag_shows_the_pipeline(reproduced_project):
+    dag = run(["dvc", "dag", "--md"], reproduced_project).stdout
+    for stage in ("fetch", "parse", "split", "train@8", "train@30", "predict_merge", "evaluate"):
+        assert stage in dag

@@ -1,0 +1,67 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keypoints.columns import EIGHT_COLUMNS, EIGHT_INDICES, KEYPOINT_COLUMNS
+from keypoints.evaluate import mae, rmse, score
+from keypoints.predict import merge, submission
+
+
+def test_merge_puts_model_8_columns_in_place():
+    predictions_30 = np.zeros((3, 30), np.float32)
+    predictions_8 = np.arange(24, dtype=np.float32).reshape(3, 8) + 1
+    merged = merge(predictions_30, predictions_8)
+    np.testing.assert_array_equal(merged[:, EIGHT_INDICES], predictions_8)
+    others = [i for i in range(30) if i not in EIGHT_INDICES]
+    assert not merged[:, others].any()
+    assert not predictions_30.any(), "merge must not modify its input"
+    assert [KEYPOINT_COLUMNS[i] for i in EIGHT_INDICES][0] == "left_eye_center_x"
+
+
+def test_merge_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="rows"):
+        merge(np.zeros((3, 30)), np.zeros((2, 8)))
+    with pytest.raises(ValueError, match="expects"):
+        merge(np.zeros((3, 8)), np.zeros((3, 8)))
+
+
+def test_submission_follows_the_lookup_table_and_clips_to_the_image():
+    keypoints = np.tile(np.linspace(-5, 100, 30, dtype=np.float32), (2, 1))
+    keypoints[1] += 1
+    lookup = pd.DataFrame(
+        {"RowId": [1, 2, 3], "ImageId": [7, 7, 3], "FeatureName": ["left_eye_center_x", "mouth_center_bottom_lip_y", "nose_tip_x"]}
+    )
+    frame = submission(lookup, np.array([3, 7]), keypoints)
+    assert list(frame.columns) == ["RowId", "Location"]
+    assert frame["RowId"].tolist() == [1, 2, 3]
+    nose_x = KEYPOINT_COLUMNS.index("nose_tip_x")
+    assert frame["Location"].tolist() == [0.0, 96.0, pytest.approx(keypoints[0, nose_x], abs=1e-4)]
+
+
+def test_submission_names_missing_images():
+    lookup = pd.DataFrame({"RowId": [1], "ImageId": [9], "FeatureName": ["nose_tip_x"]})
+    with pytest.raises(ValueError, match="9"):
+        submission(lookup, np.array([1, 2]), np.zeros((2, 30)))
+
+
+def test_rmse_and_mae_on_known_values_ignore_unlabelled():
+    truth = np.array([[0.0, 0.0], [np.nan, 1.0]])
+    predictions = np.array([[3.0, 4.0], [50.0, 1.0]])
+    assert rmse(predictions, truth) == pytest.approx(math.sqrt((9 + 16 + 0) / 3))
+    assert mae(predictions, truth) == pytest.approx((3 + 4 + 0) / 3)
+    assert math.isnan(rmse(predictions[:, :1] * np.nan, truth[:, :1]))
+
+
+def test_score_is_flat_and_per_keypoint():
+    truth = np.zeros((4, 8))
+    predictions = np.zeros((4, 8))
+    predictions[:, 0] = 2.0  # left eye x off by 2 px
+    summary, per_keypoint = score("model_8", predictions, truth, EIGHT_COLUMNS)
+    assert summary["model_8_rmse"] == pytest.approx(math.sqrt(4 / 8))
+    assert per_keypoint["model_8_rmse_left_eye_center"] == pytest.approx(math.sqrt(2))
+    assert per_keypoint["model_8_mae_left_eye_center"] == pytest.approx(1.0)
+    assert per_keypoint["model_8_rmse_nose_tip"] == 0.0
+    assert len(per_keypoint) == 8
+    assert all(isinstance(value, float) for value in {**summary, **per_keypoint}.values())

@@ -1,0 +1,69 @@
+"""The real competition label files (../shared/data/facial-keypoints) pass the parsers' checks.
+
+The same checks always run on the made-up fixtures in tests/fixtures/labels (same formats, counts
+in expected.json), and also on the real files when they are present, so nothing is ever skipped.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keypoints import fileio
+from keypoints.columns import EIGHT_INDICES, KEYPOINT_COLUMNS
+from keypoints.parse import parse_keypoint_labels, parse_lookup
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures/labels"
+REAL = Path(os.environ.get("KEYPOINTS_REAL_LABELS",
+                           Path(__file__).resolve().parents[2] / "shared/data/facial-keypoints"))
+# Published counts of the competition's training.csv and IdLookupTable.csv (see SOURCES.md there).
+REAL_EXPECTED = {"training_rows": 7049, "full_rows": 2140, "eight_columns_min_present": 7000,
+                 "lookup_rows": 27124, "lookup_image_ids": 1783}
+
+
+def label_sets():
+    sets = [pytest.param((FIXTURES, json.loads((FIXTURES / "expected.json").read_text())), id="fixtures")]
+    if "KEYPOINTS_REAL_LABELS" in os.environ and not REAL.is_dir():
+        raise FileNotFoundError(f"KEYPOINTS_REAL_LABELS={REAL}: no such directory")
+    if REAL.is_dir():
+        sets.append(pytest.param((REAL, REAL_EXPECTED), id="real"))
+    return sets
+
+
+@pytest.fixture(params=label_sets())
+def labels(request):
+    return request.param
+
+
+def header(path):
+    with fileio.open_text(path) as handle:
+        return handle.readline().rstrip("\r\n").split(",")
+
+
+def test_training_keypoints(labels):
+    directory, expected = labels
+    path = directory / "training_keypoints.csv.gz"
+    assert header(path) == KEYPOINT_COLUMNS
+    keypoints = parse_keypoint_labels(path)  # also checks every value is a number in [0, 96]
+    assert keypoints.shape == (expected["training_rows"], 30)
+    present = ~np.isnan(keypoints)
+    assert present.all(axis=1).sum() == expected["full_rows"]
+    assert present[:, EIGHT_INDICES].sum(axis=0).min() >= expected["eight_columns_min_present"]
+    values = keypoints[present]
+    assert values.min() >= 0 and values.max() <= 96
+
+
+def test_lookup_and_sample_submission(labels):
+    directory, expected = labels
+    image_ids = np.arange(1, expected["lookup_image_ids"] + 1)
+    lookup = parse_lookup(directory / "IdLookupTable.csv.gz", image_ids)
+    assert len(lookup) == expected["lookup_rows"]
+    assert lookup["ImageId"].nunique() == expected["lookup_image_ids"]
+    assert set(lookup["FeatureName"]) == set(KEYPOINT_COLUMNS)
+
+    submission_path = directory / "SampleSubmission.csv.gz"
+    assert header(submission_path) == ["RowId", "Location"]
+    submission = pd.read_csv(submission_path)
+    assert submission["RowId"].tolist() == lookup["RowId"].tolist()

@@ -1,0 +1,65 @@
+import warnings
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from keypoints import tracking
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    return uri
+
+
+def test_run_logs_params_metrics_and_dvc_tags(store, tmp_path):
+    run = tracking.Run("keypoints-test", "train_8", params_hash="p1", data_checksum="d1")
+    run.log_params({"epochs": 3, "model.filters": "[4]"})
+    for step in range(3):
+        run.log_metrics({"loss": 10.0 - step}, step=step)
+    artifact = tmp_path / "note.txt"
+    artifact.write_text("hello")
+    run.log_artifact(artifact)
+    run.finish()
+
+    client = MlflowClient(store)
+    stored = client.get_run(run.run_id)
+    assert stored.info.run_name == "brisk-lark/train_8"
+    assert stored.info.status == "FINISHED"
+    assert stored.data.params == {"epochs": "3", "model.filters": "[4]"}
+    assert {k: stored.data.tags[k] for k in ("stage", "dvc_exp_name", "dvc_baseline_rev", "params_hash", "data_checksum")} == {
+        "stage": "train_8", "dvc_exp_name": "brisk-lark", "dvc_baseline_rev": "abc123",
+        "params_hash": "p1", "data_checksum": "d1",
+    }
+    assert [m.value for m in client.get_metric_history(run.run_id, "loss")] == [10.0, 9.0, 8.0]
+    assert [a.path for a in client.list_artifacts(run.run_id)] == ["note.txt"]
+
+
+def test_resumed_run_continues_the_same_run(store):
+    first = tracking.Run("keypoints-test", "train_30")
+    again = tracking.Run("keypoints-test", "train_30", resume_run_id=first.run_id)
+    assert again.run_id == first.run_id
+
+
+def test_default_store_is_in_the_dvc_root_even_from_a_temp_copy(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert tracking.artifact_location() == (tmp_path.resolve() / "mlartifacts").as_uri()
+
+
+def test_unreachable_store_warns_and_carries_on(monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker / 'mlflow.db'}")
+    with pytest.warns(RuntimeWarning, match="MLflow tracking at sqlite"):
+        run = tracking.Run("keypoints-test", "train_8")
+    assert run.run_id is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run.log_metrics({"loss": 1.0})
+        run.finish()

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+
+from keypoints.columns import EIGHT_COLUMNS
+from keypoints.params import merge
+from keypoints.train import HISTORY_COLUMNS, fit, history_frame, validation_rows
+
+SETTINGS = {
+    "seed": 7,
+    "deterministic": True,
+    "epochs": 2,
+    "batch_size": 8,
+    "validation_fraction": 0.25,
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "loss": "mean_squared_error",
+    "output_bias": "mean",
+    "model": {"filters": [4], "kernel_sizes": [3], "convs_per_block": 1, "leaky_relu_slope": 0.1,
+              "dense_units": 8, "dropout": 0.1},
+    "reduce_lr": {"monitor": "val_loss", "patience": 1, "factor": 0.5, "min_lr": 1e-5},
+    "early_stopping": {"monitor": "val_loss", "patience": 5, "restore_best_weights": True},
+    "augment": {},
+}
+
+
+class RecordingRun:
+    """Stands in for the MLflow run (tested on its own in test_tracking.py); records what it is given."""
+
+    def __init__(self, resume_run_id=None):
+        self.run_id = resume_run_id or "run-1"
+        self.metrics, self.params = [], {}
+
+    def log_metrics(self, metrics, step=0):
+        self.metrics.append((step, metrics))
+
+    def log_params(self, params):
+        self.params.update(params)
+
+    def logged_steps(self, metric):
+        return [step for step, metrics in self.metrics if metric in metrics]
+
+
+def data(rows=32, seed=0):
+    generator = np.random.default_rng(seed)
+    images = generator.integers(0, 256, (rows, 96, 96), dtype=np.uint8)
+    keypoints = generator.uniform(20, 70, (rows, 8)).astype(np.float32)
+    return images, keypoints
+
+
+def test_validation_rows_are_seeded_and_disjoint():
+    fit_rows, validation = validation_rows(20, 0.25, seed=1)
+    assert len(validation) == 5 and not set(fit_rows) & set(validation)
+    np.testing.assert_array_equal(validation, validation_rows(20, 0.25, seed=1)[1])
+    with pytest.raises(ValueError, match="validation"):
+        validation_rows(20, 0.0, seed=1)
+
+
+def test_fit_records_every_epoch_and_logs_it(tmp_path):
+    images, keypoints = data()
+    runs = []
+    model, history, summary, run, checkpoint = fit(
+        images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / "checkpoint",
+        lambda resume: runs.append(RecordingRun(resume)) or runs[-1],
+    )
+    frame = history_frame(history)
+    assert list(frame.columns) == HISTORY_COLUMNS
+    assert frame["epoch"].tolist() == [1, 2]
+    assert np.isfinite(frame.drop(columns="epoch").to_numpy()).all()
+    assert summary["epochs_run"] == 2 and summary["train_rows"] == 24 and summary["validation_rows"] == 8
+    assert [step for step, _ in run.metrics[:2]] == [0, 1]
+    assert set(run.metrics[0][1]) == {"loss", "mae", "val_loss", "val_mae", "lr"}
+    assert run.params["model.filters"] == "[4]" and run.params["outputs"] == 8
+    assert model.predict(images[:2, ..., None].astype("float32"), verbose=0).shape == (2, 8)
+
+
+def test_same_settings_give_the_same_history(tmp_path):
+    images, keypoints = data()
+    histories = [
+        fit(images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / name, RecordingRun)[1]
+        for name in ("first", "second")
+    ]
+    assert histories[0] == histories[1]
+    other = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"seed": 8}), tmp_path / "other", RecordingRun)[1]
+    assert other != histories[0]
+
+
+def test_a_stopped_fit_resumes_from_its_checkpoint(tmp_path):
+    images, keypoints = data()
+    directory = tmp_path / "checkpoint"
+    first = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, RecordingRun)
+    assert (directory / "state.json").is_file(), "the checkpoint stays until the stage has saved its outputs"
+    resumed_ids = []
+    _, history, summary, _, _ = fit(
+        images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 3}), directory,
+        lambda resume: resumed_ids.append(resume) or RecordingRun(resume),
+    )
+    assert resumed_ids == ["run-1"], "the resumed fit continues the same MLflow run"
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert history[0] == first[1][0]
+    assert summary["epochs_run"] == 3
+
+
+def test_a_checkpoint_of_other_settings_is_discarded(tmp_path):
+    images, keypoints = data()
+    directory = tmp_path / "checkpoint"
+    fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, RecordingRun)
+    _, history, _, _, _ = fit(
+        images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1, "learning_rate": 0.02}), directory, RecordingRun
+    )
+    assert [row["epoch"] for row in history] == [0]
