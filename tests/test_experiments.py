@@ -58,7 +58,8 @@ def test_exp_show_lists_both_experiments_with_params_and_metrics(experiments):
 
 def test_dvc_diffs_show_the_changes(experiments):
     params = run(["dvc", "params", "diff", "exp-slow", "exp-fast", "--json"], experiments).stdout
-    assert json.loads(params)["params.yaml"]["train.learning_rate"] == {"old": 0.0005, "new": 0.005}
+    change = json.loads(params)["params.yaml"]["train.learning_rate"]
+    assert (change["old"], change["new"]) == (0.0005, 0.005)
     metrics = json.loads(run(["dvc", "metrics", "diff", "exp-slow", "exp-fast", "--json"], experiments).stdout)
     assert "merged_rmse" in metrics["metrics/evaluate.json"]
     out = experiments / "plots-diff"
@@ -107,7 +108,7 @@ def test_a_killed_training_stage_resumes_from_its_checkpoint(tmp_path):
     run(["dvc", "repro", "split"], project)
     environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     environment.pop("MLFLOW_TRACKING_URI", None)
-    first = subprocess.Popen(["dvc", "repro", "train@8"], cwd=project, env=environment, start_new_session=True,
+    first = subprocess.Popen(["dvc", "repro", "train_8"], cwd=project, env=environment, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = project / "checkpoints" / "model_8" / "state.json"
     deadline = time.monotonic() + 300
@@ -121,7 +122,7 @@ def test_a_killed_training_stage_resumes_from_its_checkpoint(tmp_path):
     stopped_at = json.loads(state.read_text())["next_epoch"]
     assert 3 <= stopped_at < 40
 
-    second = run(["dvc", "repro", "train@8"], project)
+    second = run(["dvc", "repro", "train_8"], project)
     assert f"resuming from checkpoints/model_8 at epoch {stopped_at + 1}" in second.stderr + second.stdout
     history = (project / "plots" / "history_8.csv").read_text().splitlines()
     assert len(history) == 1 + 40

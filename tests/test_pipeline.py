@@ -33,7 +33,7 @@ def test_every_declared_output_exists(reproduced_project):
     locked = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
     directories = {"data/raw", "data/parsed", "data/split/8", "data/split/30", "data/predictions"}
     assert locked - directories <= set(DECLARED_OUTPUTS)
-    assert set(lock["stages"]) == {"fetch", "parse", "split", "train@8", "train@30", "predict_merge", "evaluate"}
+    assert set(lock["stages"]) == {"fetch", "parse", "split", "train_8", "train_30", "predict_merge", "evaluate"}
 
 
 def test_metrics_are_finite_and_complete(reproduced_project):
@@ -88,5 +88,5 @@ def test_nothing_changed_reruns_nothing(reproduced_project):
 
 def test_dag_shows_the_pipeline(reproduced_project):
     dag = run(["dvc", "dag", "--md"], reproduced_project).stdout
-    for stage in ("fetch", "parse", "split", "train@8", "train@30", "predict_merge", "evaluate"):
+    for stage in ("fetch", "parse", "split", "train_8", "train_30", "predict_merge", "evaluate"):
         assert stage in dag
