@@ -54,7 +54,8 @@ run = tracking.Run(
 )
 run.log_params(flatten(params))
 run.log_metrics(metrics)
-run.log_metrics(per_keypoint)
+# Prefixed so MLflow lists (and groups) them after the headline metrics, not among them.
+run.log_metrics({f"per_keypoint/{key}": value for key, value in per_keypoint.items()})
 for path in (args.metrics, args.per_keypoint, args.faces, args.curves):
     run.log_artifact(path)
 run.finish()

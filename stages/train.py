@@ -22,7 +22,7 @@ cli.add_argument("--checkpoints", required=True)
 args = cli.parse_args()
 
 params = load_params()
-settings = training_settings(params)
+settings = training_settings(params, args.outputs)
 data = Path(args.data)
 images = np.load(data / "train_images.npy")
 keypoints = np.load(data / "train_keypoints.npy")

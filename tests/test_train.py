@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from keypoints import tracking
 from keypoints.columns import EIGHT_COLUMNS
 from keypoints.params import merge
 from keypoints.train import HISTORY_COLUMNS, fit, history_frame, validation_rows
@@ -23,21 +24,22 @@ SETTINGS = {
 }
 
 
-class RecordingRun:
-    """Stands in for the MLflow run (tested on its own in test_tracking.py); records what it is given."""
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A real MLflow SQLite store in a temporary directory; returns its client."""
+    from mlflow.tracking import MlflowClient
 
-    def __init__(self, resume_run_id=None):
-        self.run_id = resume_run_id or "run-1"
-        self.metrics, self.params = [], {}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return MlflowClient(uri)
 
-    def log_metrics(self, metrics, step=0):
-        self.metrics.append((step, metrics))
 
-    def log_params(self, params):
-        self.params.update(params)
+def open_run(resume_run_id=None):
+    return tracking.Run("train-tests", "train_8", resume_run_id=resume_run_id)
 
-    def logged_steps(self, metric):
-        return [step for step, metrics in self.metrics if metric in metrics]
+
+def logged_steps(client, run_id, metric):
+    return [m.step for m in client.get_metric_history(run_id, metric)]
 
 
 def data(rows=32, seed=0):
@@ -55,56 +57,57 @@ def test_validation_rows_are_seeded_and_disjoint():
         validation_rows(20, 0.0, seed=1)
 
 
-def test_fit_records_every_epoch_and_logs_it(tmp_path):
+def test_fit_records_every_epoch_and_logs_it(tmp_path, store):
     images, keypoints = data()
-    runs = []
     model, history, summary, run, checkpoint = fit(
-        images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / "checkpoint",
-        lambda resume: runs.append(RecordingRun(resume)) or runs[-1],
+        images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / "checkpoint", open_run
     )
     frame = history_frame(history)
     assert list(frame.columns) == HISTORY_COLUMNS
     assert frame["epoch"].tolist() == [1, 2]
     assert np.isfinite(frame.drop(columns="epoch").to_numpy()).all()
     assert summary["epochs_run"] == 2 and summary["train_rows"] == 24 and summary["validation_rows"] == 8
-    assert [step for step, _ in run.metrics[:2]] == [0, 1]
-    assert set(run.metrics[0][1]) == {"loss", "mae", "val_loss", "val_mae", "lr"}
-    assert run.params["model.filters"] == "[4]" and run.params["outputs"] == 8
+    for metric in ("loss", "mae", "val_loss", "val_mae", "lr"):
+        assert logged_steps(store, run.run_id, metric) == [0, 1], metric
+    stored = store.get_run(run.run_id)
+    assert stored.data.params["model.filters"] == "[4]" and stored.data.params["outputs"] == "8"
+    assert stored.data.metrics["loss"] == pytest.approx(history[-1]["loss"])
     assert model.predict(images[:2, ..., None].astype("float32"), verbose=0).shape == (2, 8)
 
 
-def test_same_settings_give_the_same_history(tmp_path):
+def test_same_settings_give_the_same_history(tmp_path, store):
     images, keypoints = data()
     histories = [
-        fit(images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / name, RecordingRun)[1]
+        fit(images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / name, open_run)[1]
         for name in ("first", "second")
     ]
     assert histories[0] == histories[1]
-    other = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"seed": 8}), tmp_path / "other", RecordingRun)[1]
+    other = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"seed": 8}), tmp_path / "other", open_run)[1]
     assert other != histories[0]
 
 
-def test_a_stopped_fit_resumes_from_its_checkpoint(tmp_path):
+def test_a_stopped_fit_resumes_from_its_checkpoint(tmp_path, store):
     images, keypoints = data()
     directory = tmp_path / "checkpoint"
-    first = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, RecordingRun)
+    first = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, open_run)
     assert (directory / "state.json").is_file(), "the checkpoint stays until the stage has saved its outputs"
     resumed_ids = []
     _, history, summary, _, _ = fit(
         images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 3}), directory,
-        lambda resume: resumed_ids.append(resume) or RecordingRun(resume),
+        lambda resume: resumed_ids.append(resume) or open_run(resume),
     )
-    assert resumed_ids == ["run-1"], "the resumed fit continues the same MLflow run"
+    assert resumed_ids == [first[3].run_id], "the resumed fit continues the same MLflow run"
+    assert logged_steps(store, first[3].run_id, "loss") == [0, 1, 2]
     assert [row["epoch"] for row in history] == [0, 1, 2]
     assert history[0] == first[1][0]
     assert summary["epochs_run"] == 3
 
 
-def test_a_checkpoint_of_other_settings_is_discarded(tmp_path):
+def test_a_checkpoint_of_other_settings_is_discarded(tmp_path, store):
     images, keypoints = data()
     directory = tmp_path / "checkpoint"
-    fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, RecordingRun)
+    fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, open_run)
     _, history, _, _, _ = fit(
-        images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1, "learning_rate": 0.02}), directory, RecordingRun
+        images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1, "learning_rate": 0.02}), directory, open_run
     )
     assert [row["epoch"] for row in history] == [0]
