@@ -4,7 +4,7 @@
   .venv/bin/python benchmarks/bench_train.py [--images 640] [--batch 64] [--repeats 1] [--synthetic]
 
 Each measurement runs in its own process (no shared thread pools or warm caches): the baseline
-/work/shared/bench/seed_baseline.py, then our build_model + compile_model + make_dataset with
+../shared/bench/seed_baseline.py, then our build_model + compile_model + make_dataset with
 augmentation on (flip, small shift/rotation/scale/brightness/contrast) and off. Same methodology as
 the baseline: a one-batch fit to build the graph, then one timed epoch over all images (building the
 dataset counts, as the baseline's array-to-dataset conversion does). Images are the first fully
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = Path("/work/shared/bench/seed_baseline.py")
-REAL_FACES = Path("/work/shared/data/youtube-faces-kaggle-format/training.csv.gz")
+BASELINE = ROOT.parent / "shared/bench/seed_baseline.py"
+REAL_FACES = ROOT.parent / "shared/data/youtube-faces-kaggle-format/training.csv.gz"
 SMALL_AUGMENT = {"flip": True, "shift": 3.0, "rotation": 8.0, "scale": 0.05, "brightness": 0.05, "contrast": 0.1}
 
 

@@ -1,0 +1,298 @@
+"""Inference on new images: crop geometry, the mapping back, and the whole command on images drawn here.
+
+The models are real tiny Keras models whose output kernel is zero, so each predicts exactly its
+output bias for any face: the expected keypoints in the original image are then known analytically.
+Haar detection is not relied on (it may or may not fire on a drawn face, and OpenCV 5 has no cascade):
+boxes are either passed explicitly or read back from the CSV, and the fallback uses face-less images.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from keypoints import infer
+from keypoints.columns import EIGHT_COLUMNS, EIGHT_INDICES, KEYPOINT_COLUMNS
+from keypoints.model import build_model
+from keypoints.synthetic import draw_faces
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = PROJECT_ROOT / "scripts" / "detect_keypoints.py"
+
+FACES, FACE_KEYPOINTS = draw_faces(1, seed=11)
+KNOWN_30 = FACE_KEYPOINTS[0].astype(np.float32)
+# Distinct from model_30's values in the same columns, so a wrong merge shows.
+KNOWN_8 = (KNOWN_30[EIGHT_INDICES] + np.float32(3.25)).astype(np.float32)
+KNOWN_MERGED = KNOWN_30.astype(np.float64)
+KNOWN_MERGED[EIGHT_INDICES] = KNOWN_8
+
+SCALE = 3  # the drawn face is enlarged 3x into the canvas, so the crop of its box is exactly the face
+FACE_AT = (130, 16)  # first column, first row of the placed face in the canvas
+CANVAS_SHAPE = (320, 440)
+
+
+def expected_in_original(keypoints_96, x, y, side):
+    """The spec, written out: crop pixel k's centre is at x + (k + 0.5) * side / 96 - 0.5."""
+    keypoints = np.asarray(keypoints_96, np.float64).copy()
+    keypoints[0::2] = x + (keypoints[0::2] + 0.5) * side / 96.0 - 0.5
+    keypoints[1::2] = y + (keypoints[1::2] + 0.5) * side / 96.0 - 0.5
+    return keypoints
+
+
+def constant_model(outputs, known):
+    model = build_model(outputs, filters=[4], kernel_sizes=[3], dense_units=4, output_bias=known)
+    dense = model.get_layer("keypoints")
+    dense.kernel.assign(np.zeros(dense.kernel.shape, np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    paths = folder / "model_8.keras", folder / "model_30.keras"
+    constant_model(8, KNOWN_8).save(paths[0])
+    constant_model(30, KNOWN_30).save(paths[1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def models(model_files):
+    return infer.load_models(*model_files)
+
+
+def face_canvas():
+    """A colour image: a coloured background and the synthetic face enlarged 3x at FACE_AT."""
+    height, width = CANVAS_SHAPE
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[..., 0] = np.linspace(40, 200, width, dtype=np.uint8)[np.newaxis, :]
+    canvas[..., 1] = 90
+    canvas[..., 2] = np.linspace(220, 30, height, dtype=np.uint8)[:, np.newaxis]
+    face = np.repeat(np.repeat(FACES[0], SCALE, axis=0), SCALE, axis=1)
+    x, y = FACE_AT
+    canvas[y:y + face.shape[0], x:x + face.shape[1]] = face[..., np.newaxis]
+    return canvas
+
+
+def gradient(height, width):
+    """A smooth gray ramp: nothing a face detector could take for a face."""
+    ramp = np.linspace(30, 220, width)[np.newaxis, :] + np.linspace(0, 20, height)[:, np.newaxis]
+    return np.round(ramp).astype(np.uint8)
+
+
+def write(path, image):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image), path
+    return path
+
+
+# --- geometry ---------------------------------------------------------------------------------------
+
+
+def test_to_original_maps_crop_pixel_centres_to_the_pixels_they_average():
+    box = (10, -20, 192)
+    # Crop pixel 0 averages original pixels 10 and 11 (rows -20 and -19), pixel 95 averages 200 and 201.
+    points = np.array([[0.0, 0.0, 95.0, 95.0, 47.5, 47.5]])
+    np.testing.assert_allclose(infer.to_original(points, box), [[10.5, -19.5, 200.5, 170.5, 105.5, 75.5]])
+    np.testing.assert_allclose(infer.to_original([3.0, 4.0], (7, 9, 96)), [10.0, 13.0])
+    np.testing.assert_allclose(infer.to_original(KNOWN_30, (5, 6, 288)), expected_in_original(KNOWN_30, 5, 6, 288))
+
+
+@pytest.mark.parametrize("box", [(40, 30, 288), (-101, -50, 288), (150, 100, 288)])
+def test_single_bright_pixel_shrunk_into_the_crop_maps_back_to_itself(box):
+    x, y, side = box
+    gray = np.zeros((320, 400), np.uint8)
+    # A pixel at the centre of one of the crop's 3x3 blocks, so it lands wholly in one crop pixel.
+    bright_x, bright_y = x + 3 * 40 + 1, y + 3 * 30 + 1
+    gray[bright_y, bright_x] = 255
+    crop = infer.crop_face(gray, box)
+    assert crop.shape == (96, 96) and crop.dtype == np.uint8
+    row, column = np.unravel_index(np.argmax(crop), crop.shape)
+    assert np.count_nonzero(crop) == 1
+    np.testing.assert_allclose(infer.to_original([column, row], box), [bright_x, bright_y])
+
+
+@pytest.mark.parametrize("box", [(20, 10, 48), (-7, -3, 48)])
+def test_single_bright_pixel_enlarged_into_the_crop_maps_back_to_itself(box):
+    x, y, side = box
+    gray = np.zeros((80, 90), np.uint8)
+    bright_x, bright_y = x + 17, y + 30
+    gray[bright_y, bright_x] = 255
+    crop = infer.crop_face(gray, box).astype(np.float64)
+    rows, columns = np.mgrid[0:96, 0:96]
+    centroid = [np.sum(columns * crop) / crop.sum(), np.sum(rows * crop) / crop.sum()]
+    np.testing.assert_allclose(infer.to_original(centroid, box), [bright_x, bright_y], atol=1e-9)
+
+
+def test_crop_of_the_placed_face_box_is_the_face():
+    crop = infer.crop_face(infer.to_gray(face_canvas()), (*FACE_AT, 96 * SCALE))
+    np.testing.assert_array_equal(crop, FACES[0])
+
+
+def test_crop_pads_with_the_edge_pixels():
+    gray = np.full((96, 96), 200, np.uint8)
+    gray[:, 0] = 50
+    gray[0, :] = 70
+    crop = infer.crop_face(gray, (-48, -10, 96))
+    assert (crop[11:, :49] == 50).all(), "left of the image repeats its first column"
+    assert (crop[:11, :] == 70).all(), "above the image repeats its first row, corner included"
+    assert (crop[11:, 49:] == 200).all()
+    with pytest.raises(ValueError, match="overlap"):
+        infer.crop_face(gray, (96, 0, 50))
+    with pytest.raises(ValueError, match="side"):
+        infer.crop_face(gray, (0, 0, 0))
+
+
+def test_face_box_takes_the_largest_face_and_enlarges_it_about_its_centre():
+    rects = [(10, 10, 20, 20), (100, 50, 60, 60), (0, 0, 30, 30)]
+    assert infer.face_box(rects, margin=0.0) == (100, 50, 60)
+    assert infer.face_box(rects, margin=0.5) == (85, 35, 90)
+    assert infer.face_box([(100, 50, 60, 40)], margin=0.0) == (100, 40, 60), "a square on the longer side"
+    assert infer.face_box([(10, 10, 40, 40)]) == (8, 8, 44), "the default margin enlarges by 10%"
+    with pytest.raises(ValueError, match="margin"):
+        infer.face_box(rects, margin=-1.0)
+
+
+@pytest.mark.parametrize("shape, box", [((300, 400), (50, 0, 300)), ((401, 300, 3), (0, 50, 300)), ((64, 64), (0, 0, 64))])
+def test_centred_box_is_the_largest_centred_square(shape, box):
+    assert infer.centred_box(shape) == box
+
+
+def test_find_face_falls_back_to_the_centred_square_when_there_is_no_face():
+    gray = gradient(120, 200)
+    assert infer.find_face(gray, cascade=infer.face_detector()) == ((40, 0, 120), False)
+    assert infer.find_face(gray, cascade=None) == ((40, 0, 120), False)
+
+
+# --- images in, CSV and drawings out -------------------------------------------------------------
+
+
+def test_image_paths_takes_files_and_directory_images_once(tmp_path):
+    photos = tmp_path / "photos"
+    b = write(photos / "b.PNG", gradient(20, 20))
+    a = write(photos / "a.jpg", gradient(20, 20))
+    write(photos / "nested" / "c.png", gradient(20, 20))
+    (photos / "notes.txt").write_text("not an image")
+    single = write(tmp_path / "single.bmp", gradient(20, 20))
+    assert infer.image_paths([single, photos, a]) == [single, a, b]
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        infer.image_paths([tmp_path / "missing.jpg"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        infer.image_paths([tmp_path / "empty"])
+
+
+def test_known_predictions_are_merged_and_mapped_through_the_given_box(tmp_path, models):
+    canvas = write(tmp_path / "in" / "canvas.png", face_canvas())
+    gray = write(tmp_path / "in" / "gray.png", gradient(150, 200))
+    box = (*FACE_AT, 96 * SCALE)
+    frame = infer.run([canvas, gray], *models, tmp_path / "out", box=box, log=pytest.fail)
+
+    table = pd.read_csv(tmp_path / "out" / "keypoints.csv")
+    assert list(table.columns) == ["file", "face_found", "box_x", "box_y", "box_size"] + KEYPOINT_COLUMNS
+    assert table["file"].tolist() == [str(canvas), str(gray)]
+    assert table["face_found"].tolist() == [True, True]
+    assert table[["box_x", "box_y", "box_size"]].to_numpy().tolist() == [list(box)] * 2
+    expected = expected_in_original(KNOWN_MERGED, *box)
+    np.testing.assert_allclose(table[KEYPOINT_COLUMNS].to_numpy(), [expected, expected], rtol=0, atol=1e-6)
+    # model_8's values (shifted by 3.25 crop pixels = 9.75 original ones) are where its columns are.
+    np.testing.assert_allclose(table[EIGHT_COLUMNS].to_numpy()[0],
+                               expected_in_original(KNOWN_30, *box)[EIGHT_INDICES] + 3.25 * SCALE, atol=1e-6)
+    pd.testing.assert_frame_equal(frame.reset_index(drop=True), table, check_dtype=False)
+
+    drawing = cv2.imread(str(tmp_path / "out" / "canvas_keypoints.png"))
+    assert drawing.shape == face_canvas().shape
+    nose_x, nose_y = expected[KEYPOINT_COLUMNS.index("nose_tip_x")], expected[KEYPOINT_COLUMNS.index("nose_tip_y")]
+    assert drawing[int(round(nose_y)), int(round(nose_x))].tolist() == [0, 0, 255], "a red dot on the nose tip"
+    assert drawing[box[1], box[0] + box[2] // 2].tolist() == [0, 200, 0], "the box's top edge, green"
+    assert cv2.imread(str(tmp_path / "out" / "gray_keypoints.png")).shape[:2] == (150, 200)
+
+
+def test_detection_path_writes_each_box_and_falls_back_on_faceless_images(tmp_path, models):
+    canvas = write(tmp_path / "canvas.jpg", face_canvas())
+    faceless = write(tmp_path / "faceless.png", gradient(150, 260))
+    messages = []
+    frame = infer.run([canvas, faceless], *models, tmp_path / "out", log=messages.append)
+
+    table = pd.read_csv(tmp_path / "out" / "keypoints.csv")
+    assert len(table) == 2
+    faceless_row = table.iloc[1]
+    assert not faceless_row["face_found"]
+    assert (faceless_row["box_x"], faceless_row["box_y"], faceless_row["box_size"]) == (55, 0, 150)
+    assert any(str(faceless) in message and "centred square" in message for message in messages)
+    # Whatever box detection chose for the face, the keypoints are the known ones mapped through it.
+    for _, row in table.iterrows():
+        np.testing.assert_allclose(
+            row[KEYPOINT_COLUMNS].to_numpy(float),
+            expected_in_original(KNOWN_MERGED, row["box_x"], row["box_y"], row["box_size"]), atol=1e-6,
+        )
+    if not frame["face_found"].iloc[0]:
+        assert tuple(table.iloc[0][["box_x", "box_y", "box_size"]]) == infer.centred_box(CANVAS_SHAPE)
+    for name, shape in (("canvas", CANVAS_SHAPE), ("faceless", (150, 260))):
+        assert cv2.imread(str(tmp_path / "out" / f"{name}_keypoints.png")).shape[:2] == shape
+
+
+def test_unreadable_images_and_missing_or_wrong_models_are_named(tmp_path, models, model_files):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"this is not a JPEG")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        infer.run([broken], *models, tmp_path / "out", log=lambda message: None)
+    assert not (tmp_path / "out" / "keypoints.csv").exists(), "no partial outputs"
+    with pytest.raises(FileNotFoundError, match="nowhere.keras"):
+        infer.load_models(tmp_path / "nowhere.keras", model_files[1])
+    with pytest.raises(ValueError, match="model_8.keras.*30 values"):
+        infer.load_models(model_files[0], model_files[0])
+
+
+def test_clashing_drawings_and_bad_margins_are_refused_before_any_output(tmp_path, models):
+    first = write(tmp_path / "a" / "face.png", gradient(40, 40))
+    second = write(tmp_path / "b" / "face.jpg", gradient(40, 40))
+    with pytest.raises(ValueError, match="face_keypoints.png"):
+        infer.run([first, second], *models, tmp_path / "out")
+    with pytest.raises(ValueError, match="margin"):
+        infer.run([first], *models, tmp_path / "out", margin=-1.5)
+    assert not (tmp_path / "out").exists()
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("detect_keypoints", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_command_reports_a_bad_image_by_name(tmp_path, model_files, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG but truncated")
+    argv = [str(broken), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]), "--out", str(tmp_path / "out")]
+    assert load_script().main(argv) == 1
+    assert "broken.png" in capsys.readouterr().err
+
+
+def test_command_on_a_directory_and_a_file(tmp_path, model_files):
+    photos = tmp_path / "photos"
+    write(photos / "colour.jpg", face_canvas())
+    write(photos / "gray.png", gradient(130, 170))
+    single = write(tmp_path / "single.bmp", gradient(100, 90))
+    environment = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT / "src"))
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(single), str(photos), "--model-8", str(model_files[0]),
+         "--model-30", str(model_files[1]), "--out", str(tmp_path / "detections"), "--margin", "0.2"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "detections" / "keypoints.csv")
+    assert table["file"].tolist() == [str(single), str(photos / "colour.jpg"), str(photos / "gray.png")]
+    assert table.loc[0, ["box_x", "box_y", "box_size"]].tolist() == [0, 5, 90]
+    for _, row in table.iterrows():
+        np.testing.assert_allclose(
+            row[KEYPOINT_COLUMNS].to_numpy(float),
+            expected_in_original(KNOWN_MERGED, row["box_x"], row["box_y"], row["box_size"]), atol=1e-6,
+        )
+    for name, shape in (("single", (100, 90)), ("colour", CANVAS_SHAPE), ("gray", (130, 170))):
+        assert cv2.imread(str(tmp_path / "detections" / f"{name}_keypoints.png")).shape[:2] == shape
+    assert "3 images" in result.stdout
