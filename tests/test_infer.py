@@ -296,3 +296,17 @@ def test_command_on_a_directory_and_a_file(tmp_path, model_files):
     for name, shape in (("single", (100, 90)), ("colour", CANVAS_SHAPE), ("gray", (130, 170))):
         assert cv2.imread(str(tmp_path / "detections" / f"{name}_keypoints.png")).shape[:2] == shape
     assert "3 images" in result.stdout
+
+
+def test_haar_finds_the_drawn_face_and_frames_it():
+    """The pinned OpenCV ships the cascade; it must find the face the test draws, where it is."""
+    gray = np.full(CANVAS_SHAPE, 120, np.uint8)
+    gray[FACE_AT[1]:FACE_AT[1] + 96 * SCALE, FACE_AT[0]:FACE_AT[0] + 96 * SCALE] = np.repeat(
+        np.repeat(FACES[0], SCALE, axis=0), SCALE, axis=1)
+    (box_x, box_y, side), found = infer.find_face(gray, cascade=infer.face_detector())
+    assert found
+    face_side = 96 * SCALE
+    centre_x, centre_y = FACE_AT[0] + face_side / 2, FACE_AT[1] + face_side / 2
+    assert abs(box_x + side / 2 - centre_x) < 0.15 * face_side
+    assert abs(box_y + side / 2 - centre_y) < 0.15 * face_side
+    assert 0.5 * face_side < side < 1.5 * face_side

@@ -67,3 +67,21 @@ def test_lookup_and_sample_submission(labels):
     assert header(submission_path) == ["RowId", "Location"]
     submission = pd.read_csv(submission_path)
     assert submission["RowId"].tolist() == lookup["RowId"].tolist()
+
+
+def test_our_submission_has_the_sample_submissions_rows_and_columns(labels):
+    """predict.submission on the real lookup table writes exactly the rows Kaggle's sample has."""
+    from keypoints.predict import submission
+
+    directory, expected = labels
+    image_ids = np.arange(1, expected["lookup_image_ids"] + 1)
+    lookup = parse_lookup(directory / "IdLookupTable.csv.gz", image_ids)
+    # Distinct, out-of-range values per (image, column) show both the lookup and the clipping.
+    keypoints = (np.arange(len(image_ids) * 30, dtype=np.float32).reshape(-1, 30) % 100) - 2
+    ours = submission(lookup, image_ids, keypoints)
+    sample = pd.read_csv(directory / "SampleSubmission.csv.gz")
+    assert list(ours.columns) == list(sample.columns) == ["RowId", "Location"]
+    assert ours["RowId"].tolist() == sample["RowId"].tolist()
+    columns = lookup["FeatureName"].map(KEYPOINT_COLUMNS.index).to_numpy()
+    wanted = np.clip(keypoints[lookup["ImageId"].to_numpy() - 1, columns], 0, 96)
+    np.testing.assert_allclose(ours["Location"].to_numpy(), wanted, atol=1e-4)
