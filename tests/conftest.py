@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", "src", "stages"]
+# data/external/README.md: the fetch stage depends on fetch.path (default data/external), which must exist.
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", "src", "stages", "data/external/README.md"]
 
 # A pipeline small enough for seconds per stage: few rows, two narrow conv blocks, two epochs.
 TINY_PARAMS = {
@@ -56,6 +57,7 @@ def make_project(directory, params_overrides=None):
         if source.is_dir():
             shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (directory / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, directory / name)
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     params = merge(merge(params, TINY_PARAMS), params_overrides or {})
