@@ -111,3 +111,38 @@ def test_a_checkpoint_of_other_settings_is_discarded(tmp_path, store):
         images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1, "learning_rate": 0.02}), directory, open_run
     )
     assert [row["epoch"] for row in history] == [0]
+
+
+def test_recalibrated_batchnorm_makes_inference_match_training_mode_on_that_batch():
+    import keras
+
+    from keypoints.model import build_model
+    from keypoints.train import calibration_rows, recalibrate_batchnorm
+
+    keras.utils.set_random_seed(0)
+    model = build_model(8, filters=[4, 8], kernel_sizes=[3, 3], dense_units=8, dropout=0.0)
+    images, _ = data(rows=24)
+    batch = images[..., None].astype("float32")
+    training_mode = model(batch, training=True).numpy()  # also nudges the running averages a little
+    before = model(batch, training=False).numpy()
+    assert np.abs(before - training_mode).max() > 1e-2, "fresh running averages differ from the batch's"
+    recalibrate_batchnorm(model, images, batch_size=len(images))
+    after = model(batch, training=False).numpy()
+    np.testing.assert_allclose(after, model(batch, training=True).numpy(), rtol=1e-3, atol=1e-3)
+    assert calibration_rows(10, 4).tolist() == [0, 3, 6, 9] and len(calibration_rows(10, 0)) == 0
+
+
+def test_fit_with_precise_batchnorm_validates_better_than_without(tmp_path, store):
+    """Few steps: Keras' running averages still mostly hold their start values, the estimates do not."""
+    generator = np.random.default_rng(0)
+    images = generator.integers(0, 256, (64, 96, 96), dtype=np.uint8)
+    # A learnable target: the mean brightness of the left and right halves, in pixels.
+    keypoints = np.stack([images[:, :, :48].mean(axis=(1, 2)), images[:, :, 48:].mean(axis=(1, 2))] * 4, axis=1)
+    keypoints = (20 + keypoints / 255 * 50).astype(np.float32)
+    settings = merge(SETTINGS, {"epochs": 3, "learning_rate": 0.001, "model": {"dropout": 0.0}})
+    losses = {}
+    for rows in (0, 64):
+        _, history, _, _, _ = fit(images, keypoints, EIGHT_COLUMNS, merge(settings, {"precise_batchnorm_rows": rows}),
+                                  tmp_path / f"checkpoint{rows}", open_run)
+        losses[rows] = history[-1]["val_loss"]
+    assert losses[64] < losses[0]

@@ -90,7 +90,47 @@ def log_epoch(run, row):
     run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
 
-def make_callbacks(settings, history_rows, run, checkpoint, resumed_state):
+def recalibrate_batchnorm(model, images, batch_size):
+    """Set each BatchNormalization layer's moving mean and variance to its input statistics on
+    `images` (uint8 (n, 96, 96)), averaged over batches of `batch_size`, as in "precise BN".
+
+    Keras keeps running averages with momentum 0.99, which need several hundred steps to forget
+    their initial values and lag behind the weights: on a small or short fit, inference-mode
+    outputs (validation, EarlyStopping, ReduceLROnPlateau, the saved model) then see statistics the
+    network never trained with, and score no better than the mean face."""
+    import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers or len(images) == 0:
+        return
+    probe = keras.Model(model.input, [layer.input for layer in layers])
+    means = [0.0] * len(layers)
+    variances = [0.0] * len(layers)
+    batches = 0
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size, ..., None].astype(np.float32)
+        # Training mode, as the statistics were during the fit: upstream layers use batch statistics.
+        inputs = probe(batch, training=True)
+        inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        for index, tensor in enumerate(inputs):
+            values = keras.ops.convert_to_numpy(tensor).astype(np.float64)
+            axes = tuple(range(values.ndim - 1))
+            means[index] = means[index] + values.mean(axis=axes)
+            variances[index] = variances[index] + values.var(axis=axes)
+        batches += 1
+    for layer, mean, variance in zip(layers, means, variances):
+        layer.moving_mean.assign((mean / batches).astype(np.float32))
+        layer.moving_variance.assign((variance / batches).astype(np.float32))
+
+
+def calibration_rows(count, limit):
+    """Evenly spaced rows, at most `limit`: deterministic, and spread over the whole set."""
+    if limit <= 0 or count == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, count - 1, min(count, int(limit))).round().astype(np.int64))
+
+
+def make_callbacks(settings, history_rows, run, checkpoint, resumed_state, calibration_images=None):
     import keras
 
     reduce_lr = keras.callbacks.ReduceLROnPlateau(verbose=1, **settings["reduce_lr"])
@@ -131,7 +171,16 @@ def make_callbacks(settings, history_rows, run, checkpoint, resumed_state):
         def learning_rate(self):
             return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
+    class PreciseBatchNorm(keras.callbacks.Callback):
+        """Re-estimates BatchNorm statistics right before each validation inside fit."""
+
+        def on_test_begin(self, logs=None):
+            recalibrate_batchnorm(self.model, calibration_images, settings["batch_size"])
+
     progress = Progress()
+    if calibration_images is not None and len(calibration_images):
+        # Keras' fit calls on_test_begin just before it validates the epoch's weights.
+        return [PreciseBatchNorm(), early_stopping, progress, reduce_lr], progress
     # Order matters: Progress reads the learning rate before ReduceLROnPlateau lowers it, and
     # snapshots after EarlyStopping has updated its best weights.
     return [early_stopping, progress, reduce_lr], progress
@@ -173,7 +222,8 @@ def fit(images, keypoints, columns, settings, checkpoint_dir, run_factory, log=p
         run.log_params(flatten(settings))
         run.log_params({"outputs": keypoints.shape[1], "fit_rows": len(fit_rows), "validation_rows": len(validation)})
 
-    callbacks, _ = make_callbacks(settings, history_rows, run, checkpoint, state)
+    calibration = images[fit_rows][calibration_rows(len(fit_rows), settings.get("precise_batchnorm_rows", 0))]
+    callbacks, _ = make_callbacks(settings, history_rows, run, checkpoint, state, calibration)
     batch_size = settings["batch_size"]
     augment = settings.get("augment") or {}
     train_data = make_dataset(
