@@ -117,7 +117,7 @@ def test_recalibrated_batchnorm_makes_inference_match_training_mode_on_that_batc
     import keras
 
     from keypoints.model import build_model
-    from keypoints.train import calibration_rows, recalibrate_batchnorm
+    from keypoints.train import batchnorm_calibrator, calibration_rows
 
     keras.utils.set_random_seed(0)
     model = build_model(8, filters=[4, 8], kernel_sizes=[3, 3], dense_units=8, dropout=0.0)
@@ -126,7 +126,7 @@ def test_recalibrated_batchnorm_makes_inference_match_training_mode_on_that_batc
     training_mode = model(batch, training=True).numpy()  # also nudges the running averages a little
     before = model(batch, training=False).numpy()
     assert np.abs(before - training_mode).max() > 1e-2, "fresh running averages differ from the batch's"
-    recalibrate_batchnorm(model, images, batch_size=len(images))
+    batchnorm_calibrator(model)(images, batch_size=len(images))
     after = model(batch, training=False).numpy()
     np.testing.assert_allclose(after, model(batch, training=True).numpy(), rtol=1e-3, atol=1e-3)
     assert calibration_rows(10, 4).tolist() == [0, 3, 6, 9] and len(calibration_rows(10, 0)) == 0

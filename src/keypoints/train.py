@@ -90,37 +90,48 @@ def log_epoch(run, row):
     run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
 
-def recalibrate_batchnorm(model, images, batch_size):
-    """Set each BatchNormalization layer's moving mean and variance to its input statistics on
-    `images` (uint8 (n, 96, 96)), averaged over batches of `batch_size`, as in "precise BN".
+def batchnorm_calibrator(model):
+    """A function (images uint8 (n, 96, 96), batch_size) that sets each BatchNormalization layer's
+    moving mean and variance to its input statistics on those images, averaged over batches, as in
+    "precise BN". Its graph is traced once, so calling it every epoch costs about one forward pass.
 
     Keras keeps running averages with momentum 0.99, which need several hundred steps to forget
     their initial values and lag behind the weights: on a small or short fit, inference-mode
     outputs (validation, EarlyStopping, ReduceLROnPlateau, the saved model) then see statistics the
     network never trained with, and score no better than the mean face."""
     import keras
+    import tensorflow as tf
 
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not layers or len(images) == 0:
-        return
+    if not layers:
+        return lambda images, batch_size: None
     probe = keras.Model(model.input, [layer.input for layer in layers])
-    means = [0.0] * len(layers)
-    variances = [0.0] * len(layers)
-    batches = 0
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size, ..., None].astype(np.float32)
-        # Training mode, as the statistics were during the fit: upstream layers use batch statistics.
-        inputs = probe(batch, training=True)
-        inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        for index, tensor in enumerate(inputs):
-            values = keras.ops.convert_to_numpy(tensor).astype(np.float64)
-            axes = tuple(range(values.ndim - 1))
-            means[index] = means[index] + values.mean(axis=axes)
-            variances[index] = variances[index] + values.var(axis=axes)
-        batches += 1
-    for layer, mean, variance in zip(layers, means, variances):
-        layer.moving_mean.assign((mean / batches).astype(np.float32))
-        layer.moving_variance.assign((variance / batches).astype(np.float32))
+
+    @tf.function(reduce_retracing=True)
+    def batch_moments(batch):
+        # Training mode, as during the fit: upstream layers normalise with batch statistics. (Their
+        # running averages move too; every layer is overwritten below.)
+        outputs = probe(batch, training=True)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [tf.nn.moments(tf.cast(output, tf.float32), axes=list(range(len(output.shape) - 1)))
+                for output in outputs]
+
+    def calibrate(images, batch_size):
+        if len(images) == 0:
+            return
+        sums = None
+        batches = 0
+        for start in range(0, len(images), batch_size):
+            batch = tf.constant(images[start:start + batch_size, ..., None], dtype=tf.float32)
+            moments = [(mean.numpy().astype(np.float64), variance.numpy().astype(np.float64))
+                       for mean, variance in batch_moments(batch)]
+            sums = moments if sums is None else [(m0 + m1, v0 + v1) for (m0, v0), (m1, v1) in zip(sums, moments)]
+            batches += 1
+        for layer, (mean, variance) in zip(layers, sums):
+            layer.moving_mean.assign((mean / batches).astype(np.float32))
+            layer.moving_variance.assign((variance / batches).astype(np.float32))
+
+    return calibrate
 
 
 def calibration_rows(count, limit):
@@ -174,8 +185,11 @@ def make_callbacks(settings, history_rows, run, checkpoint, resumed_state, calib
     class PreciseBatchNorm(keras.callbacks.Callback):
         """Re-estimates BatchNorm statistics right before each validation inside fit."""
 
+        def on_train_begin(self, logs=None):
+            self.calibrate = batchnorm_calibrator(self.model)
+
         def on_test_begin(self, logs=None):
-            recalibrate_batchnorm(self.model, calibration_images, settings["batch_size"])
+            self.calibrate(calibration_images, settings["batch_size"])
 
     progress = Progress()
     if calibration_images is not None and len(calibration_images):
