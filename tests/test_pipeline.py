@@ -38,6 +38,7 @@ def test_every_declared_output_exists(reproduced_project):
 
 def test_metrics_are_finite_and_complete(reproduced_project):
     metrics = json.loads((reproduced_project / "metrics/evaluate.json").read_text())
+    assert metrics["rows_holdout_30"] > 0 and metrics["rows_holdout_8"] >= metrics["rows_holdout_30"]
     for name in ("model_8", "model_30", "merged"):
         for kind in ("rmse", "mae"):
             assert math.isfinite(metrics[f"{name}_{kind}"]) and metrics[f"{name}_{kind}"] > 0
@@ -75,6 +76,7 @@ def test_mlflow_holds_the_runs_with_per_epoch_curves(reproduced_project):
             assert {a.path for a in client.list_artifacts(stored.info.run_id)} >= {"model"}
         else:
             assert math.isfinite(stored.data.metrics["merged_rmse"])
+            assert math.isfinite(stored.data.metrics["per_keypoint/merged_rmse_nose_tip"])
             assert {a.path for a in client.list_artifacts(stored.info.run_id)} >= {"holdout_faces.png", "curves.png"}
     assert (reproduced_project / "mlartifacts").is_dir(), "artifacts stay inside the project"
 
