@@ -11,7 +11,7 @@ import pandas as pd
 
 from keypoints import fileio
 from keypoints.params import load_params
-from keypoints.predict import keypoint_frame, merge, predict, submission
+from keypoints.predict import keypoint_frame, merge, predict, predict_merged, submission
 
 cli = argparse.ArgumentParser(description=__doc__)
 cli.add_argument("--split", required=True)
@@ -37,7 +37,7 @@ with fileio.atomic_dir(Path(args.out)) as out:
     holdout_30_predictions = predict(model_30, holdout_30, batch_size)
     np.save(out / "holdout_30.npy", holdout_30_predictions)
     np.save(out / "holdout_merged.npy", merge(holdout_30_predictions, predict(model_8, holdout_30, batch_size)))
-    test_merged = merge(predict(model_30, test_images, batch_size), predict(model_8, test_images, batch_size))
+    test_merged = predict_merged(model_8, model_30, test_images, batch_size)
     keypoint_frame(test_ids, test_merged).to_csv(out / "test_keypoints.csv", index=False)
 
 lookup = pd.read_csv(parsed / "id_lookup.csv")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from keypoints import fileio
 from keypoints.columns import EIGHT_COLUMNS, IMAGE_SIZE, KEYPOINT_COLUMNS
-from keypoints.predict import merge, predict
+from keypoints.predict import predict_merged
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -181,11 +181,6 @@ def load_models(path_8, path_30):
             )
         models.append(model)
     return tuple(models)
-
-
-def predict_merged(model_8, model_30, faces, batch_size=32):
-    """Merged keypoints (N, 30) in 96x96 crop pixels for uint8 faces (N, 96, 96)."""
-    return merge(predict(model_30, faces, batch_size), predict(model_8, faces, batch_size))
 
 
 def draw_keypoints(image, keypoints, box, found):

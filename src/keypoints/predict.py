@@ -25,6 +25,11 @@ def merge(predictions_30, predictions_8):
     return merged
 
 
+def predict_merged(model_8, model_30, images, batch_size=256):
+    """Merged keypoints (N, 30) in pixels for uint8 images (N, 96, 96): both models, then merge."""
+    return merge(predict(model_30, images, batch_size), predict(model_8, images, batch_size))
+
+
 def submission(lookup, image_ids, keypoints):
     """Kaggle's RowId,Location rows for each (ImageId, FeatureName) the lookup table asks for."""
     row_of_image = pd.Series(np.arange(len(image_ids)), index=image_ids)

@@ -192,12 +192,13 @@ def make_callbacks(settings, history_rows, run, checkpoint, resumed_state, calib
             self.calibrate(calibration_images, settings["batch_size"])
 
     progress = Progress()
-    if calibration_images is not None and len(calibration_images):
-        # Keras' fit calls on_test_begin just before it validates the epoch's weights.
-        return [PreciseBatchNorm(), early_stopping, progress, reduce_lr], progress
     # Order matters: Progress reads the learning rate before ReduceLROnPlateau lowers it, and
     # snapshots after EarlyStopping has updated its best weights.
-    return [early_stopping, progress, reduce_lr], progress
+    callbacks = [early_stopping, progress, reduce_lr]
+    if calibration_images is not None and len(calibration_images):
+        # Keras' fit calls on_test_begin just before it validates the epoch's weights.
+        callbacks.insert(0, PreciseBatchNorm())
+    return callbacks, progress
 
 
 def fit(images, keypoints, columns, settings, checkpoint_dir, run_factory, log=print):
@@ -236,7 +237,8 @@ def fit(images, keypoints, columns, settings, checkpoint_dir, run_factory, log=p
         run.log_params(flatten(settings))
         run.log_params({"outputs": keypoints.shape[1], "fit_rows": len(fit_rows), "validation_rows": len(validation)})
 
-    calibration = images[fit_rows][calibration_rows(len(fit_rows), settings.get("precise_batchnorm_rows", 0))]
+    # One fancy index, not two: images[fit_rows] would copy the whole fit set first.
+    calibration = images[fit_rows[calibration_rows(len(fit_rows), settings.get("precise_batchnorm_rows", 0))]]
     callbacks, _ = make_callbacks(settings, history_rows, run, checkpoint, state, calibration)
     batch_size = settings["batch_size"]
     augment = settings.get("augment") or {}
