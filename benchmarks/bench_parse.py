@@ -4,7 +4,7 @@ Both run as subprocesses in the same run (best of --repeat). Peak memory is each
 (os.wait4), reported raw and minus the peak RSS of `python -c "import numpy"` (the interpreter
 floor both pay); the memory ratio is that net peak over the bytes of our output arrays.
 
-  PYTHONPATH=src .venv/bin/python benchmarks/bench_parse.py [--repeat 3] [--workdir DIR]
+  .venv/bin/python benchmarks/bench_parse.py [--repeat 3] [--workdir DIR]
 """
 import argparse
 import gzip
@@ -27,6 +27,16 @@ OURS = (
     "from keypoints.parse import parse_training\n"
     "start = time.perf_counter()\n"
     "images, keypoints = parse_training(sys.argv[1], progress_every=0)\n"
+    "np.save(sys.argv[2], images); np.save(sys.argv[2] + '.keypoints.npy', keypoints)\n"
+    "print(time.perf_counter() - start)\n"
+)
+# The same parse on one thread: what the parallel path must beat to earn its code.
+OURS_SEQUENTIAL = (
+    "import sys, time, numpy as np\n"
+    "from pathlib import Path\n"
+    "from keypoints.parse import _parse_training_sequential\n"
+    "start = time.perf_counter()\n"
+    "images, keypoints = _parse_training_sequential(Path(sys.argv[1]), progress_every=0)\n"
     "np.save(sys.argv[2], images); np.save(sys.argv[2] + '.keypoints.npy', keypoints)\n"
     "print(time.perf_counter() - start)\n"
 )
@@ -66,8 +76,7 @@ def build_csv(path, rows, seed):
 def run_child(command):
     """Wall seconds, peak RSS in MB, and stdout of one child process."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Read the pipes before waiting; wait4 (unlike RUSAGE_CHILDREN) reports this child alone.
     stdout, stderr = process.stdout.read(), process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -105,6 +114,9 @@ def main():
         base_s, base_mb, base_out = best_of([python, args.baseline, "parse", str(csv), str(workdir / "baseline.npy")],
                                             args.repeat)
         ours_s, ours_mb, ours_out = best_of([python, "-c", OURS, str(csv), str(workdir / "ours.npy")], args.repeat)
+        sequential_s, _, sequential_out = best_of(
+            [python, "-c", OURS_SEQUENTIAL, str(csv), str(workdir / "sequential.npy")], args.repeat)
+        sequential_inner = min(float(out.strip().splitlines()[-1]) for out in sequential_out)
         base_inner = min(json.loads(out.strip().splitlines()[-1])["seconds"] for out in base_out)
         ours_inner = min(float(out.strip().splitlines()[-1]) for out in ours_out)
 
@@ -121,6 +133,9 @@ def main():
         "baseline_wall_s": round(base_s, 3), "ours_wall_s": round(ours_s, 3),
         "baseline_inner_s": round(base_inner, 3), "ours_inner_s": round(ours_inner, 3),
         "speedup_wall": round(base_s / ours_s, 1), "speedup_inner": round(base_inner / ours_inner, 1),
+        "sequential_wall_s": round(sequential_s, 3), "sequential_inner_s": round(sequential_inner, 3),
+        "parallel_over_sequential_inner": round(sequential_inner / ours_inner, 2),
+        "cores": os.cpu_count(),
         "numpy_interpreter_rss_mb": round(floor_mb, 1),
         "baseline_peak_rss_mb": round(base_mb, 1), "ours_peak_rss_mb": round(ours_mb, 1),
         "output_mb": round(output_bytes / 2**20, 1),
@@ -133,6 +148,7 @@ def main():
     print(f"{'':10}{'wall s':>8}{'inner s':>9}{'peak RSS MB':>13}\n"
           f"{'baseline':10}{base_s:8.2f}{base_inner:9.2f}{base_mb:13.0f}\n"
           f"{'ours':10}{ours_s:8.2f}{ours_inner:9.2f}{ours_mb:13.0f}\n"
+          f"{'1 thread':10}{sequential_s:8.2f}{sequential_inner:9.2f}\n"
           f"speed-up {result['speedup_wall']}x wall ({result['speedup_inner']}x inner); memory "
           f"{result['ours_memory_ratio']}x output ({result['output_mb']} MB; RSS minus {floor_mb:.0f} MB numpy floor)")
 

@@ -55,17 +55,19 @@ def synthetic_faces(count, seed=0):
 
 def ours(x_path, y_path, images, batch, augment):
     """Worker: one timed epoch of our pipeline, printed as one JSON line like the baseline's."""
-    sys.path.insert(0, str(ROOT / "src"))
     from keypoints.augment import make_dataset
     from keypoints.columns import columns_for
     from keypoints.model import build_model, compile_model
+    from keypoints.params import load_params
 
     x = np.load(x_path, mmap_mode="r")
     y = np.load(y_path)
     count = min(images, len(x))
     pixels, keypoints = np.asarray(x[:count, ..., 0]).astype(np.uint8), y[:count].astype(np.float32)
     names = columns_for(keypoints.shape[1])
-    model = compile_model(build_model(keypoints.shape[1]))  # the reference settings of params.yaml
+    reference = load_params(ROOT / "params.yaml")["train"]  # the article's network and optimiser
+    model = compile_model(build_model(keypoints.shape[1], **reference["model"]), reference["optimizer"],
+                          reference["learning_rate"], reference["loss"], reference["jit_compile"])
 
     def dataset(rows):
         return make_dataset(pixels[:rows], keypoints[:rows], names, batch, training=True, seed=0, augment=augment)
@@ -136,7 +138,6 @@ def main(argv=None):
         "ratio_augment_to_baseline": speeds["ours_augment"] / speeds["baseline"],
         "ratio_plain_to_baseline": speeds["ours_plain"] / speeds["baseline"],
     }
-    sys.path.insert(0, str(ROOT / "src"))
     from keypoints.fileio import save_json
 
     args.output.parent.mkdir(parents=True, exist_ok=True)

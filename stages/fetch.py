@@ -4,16 +4,22 @@ import argparse
 from keypoints.fetch import fetch
 from keypoints.params import load_params
 
-cli = argparse.ArgumentParser(description=__doc__)
-cli.add_argument("--out", required=True)
-args = cli.parse_args()
 
-params = load_params()["fetch"]
-fetch(
-    params["source"],
-    args.out,
-    path=params.get("path", ""),
-    competition=params.get("competition", "facial-keypoints-detection"),
-    synthetic=params.get("synthetic"),
-    sha256=params.get("sha256") or {},
-)
+def main(argv=None):
+    cli = argparse.ArgumentParser(description=__doc__)
+    cli.add_argument("--out", required=True)
+    args = cli.parse_args(argv)
+
+    params = load_params()["fetch"]
+    fetch(
+        params["source"],
+        args.out,
+        path=params["path"],
+        competition=params["competition"],
+        synthetic=params["synthetic"],
+        sha256=params["sha256"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -3,9 +3,14 @@ import argparse
 
 from keypoints.parse import parse_directory
 
-cli = argparse.ArgumentParser(description=__doc__)
-cli.add_argument("--raw", required=True)
-cli.add_argument("--out", required=True)
-args = cli.parse_args()
 
-parse_directory(args.raw, args.out)
+def main(argv=None):
+    cli = argparse.ArgumentParser(description=__doc__)
+    cli.add_argument("--raw", required=True)
+    cli.add_argument("--out", required=True)
+    args = cli.parse_args(argv)
+    parse_directory(args.raw, args.out)
+
+
+if __name__ == "__main__":
+    main()

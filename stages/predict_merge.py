@@ -13,33 +13,40 @@ from keypoints import fileio
 from keypoints.params import load_params
 from keypoints.predict import keypoint_frame, merge, predict, predict_merged, submission
 
-cli = argparse.ArgumentParser(description=__doc__)
-cli.add_argument("--split", required=True)
-cli.add_argument("--parsed", required=True)
-cli.add_argument("--model-8", required=True)
-cli.add_argument("--model-30", required=True)
-cli.add_argument("--out", required=True)
-cli.add_argument("--submission", required=True)
-args = cli.parse_args()
 
-batch_size = load_params()["predict"]["batch_size"]
-split, parsed = Path(args.split), Path(args.parsed)
-model_8 = keras.models.load_model(args.model_8)
-model_30 = keras.models.load_model(args.model_30)
+def main(argv=None):
+    cli = argparse.ArgumentParser(description=__doc__)
+    cli.add_argument("--split", required=True)
+    cli.add_argument("--parsed", required=True)
+    cli.add_argument("--model-8", required=True)
+    cli.add_argument("--model-30", required=True)
+    cli.add_argument("--out", required=True)
+    cli.add_argument("--submission", required=True)
+    args = cli.parse_args(argv)
 
-holdout_8 = np.load(split / "8" / "holdout_images.npy")
-holdout_30 = np.load(split / "30" / "holdout_images.npy")
-test_images = np.load(parsed / "test_images.npy")
-test_ids = np.load(parsed / "test_ids.npy")
+    batch_size = load_params()["predict"]["batch_size"]
+    split, parsed = Path(args.split), Path(args.parsed)
+    model_8 = keras.models.load_model(args.model_8)
+    model_30 = keras.models.load_model(args.model_30)
 
-with fileio.atomic_dir(Path(args.out)) as out:
-    np.save(out / "holdout_8.npy", predict(model_8, holdout_8, batch_size))
-    holdout_30_predictions = predict(model_30, holdout_30, batch_size)
-    np.save(out / "holdout_30.npy", holdout_30_predictions)
-    np.save(out / "holdout_merged.npy", merge(holdout_30_predictions, predict(model_8, holdout_30, batch_size)))
-    test_merged = predict_merged(model_8, model_30, test_images, batch_size)
-    keypoint_frame(test_ids, test_merged).to_csv(out / "test_keypoints.csv", index=False)
+    holdout_8 = np.load(split / "8" / "holdout_images.npy")
+    holdout_30 = np.load(split / "30" / "holdout_images.npy")
+    test_images = np.load(parsed / "test_images.npy")
+    test_ids = np.load(parsed / "test_ids.npy")
 
-lookup = pd.read_csv(parsed / "id_lookup.csv")
-fileio.save_csv(args.submission, submission(lookup, test_ids, test_merged))
-print(f"{args.submission}: {len(lookup)} rows for {len(test_ids)} test images")
+    with fileio.atomic_dir(Path(args.out)) as out:
+        np.save(out / "holdout_8.npy", predict(model_8, holdout_8, batch_size))
+        holdout_30_predictions = predict(model_30, holdout_30, batch_size)
+        np.save(out / "holdout_30.npy", holdout_30_predictions)
+        np.save(out / "holdout_merged.npy",
+                merge(holdout_30_predictions, predict(model_8, holdout_30, batch_size)))
+        test_merged = predict_merged(model_8, model_30, test_images, batch_size)
+        keypoint_frame(test_ids, test_merged).to_csv(out / "test_keypoints.csv", index=False)
+
+    lookup = pd.read_csv(parsed / "id_lookup.csv")
+    fileio.save_csv(args.submission, submission(lookup, test_ids, test_merged))
+    print(f"{args.submission}: {len(lookup)} rows for {len(test_ids)} test images")
+
+
+if __name__ == "__main__":
+    main()

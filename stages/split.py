@@ -8,15 +8,21 @@ from keypoints.columns import EIGHT_INDICES, KEYPOINT_COLUMNS
 from keypoints.params import load_params
 from keypoints.split import split_rows, write_subset
 
-cli = argparse.ArgumentParser(description=__doc__)
-cli.add_argument("--parsed", required=True)
-cli.add_argument("--out", required=True)
-args = cli.parse_args()
 
-params = load_params()["split"]
-images = np.load(Path(args.parsed) / "train_images.npy")
-keypoints = np.load(Path(args.parsed) / "train_keypoints.npy")
-subsets = split_rows(keypoints, params["holdout_fraction"], params["seed"])
-for name, columns in (("8", EIGHT_INDICES), ("30", list(range(len(KEYPOINT_COLUMNS))))):
-    train_rows, holdout_rows = subsets[name]
-    write_subset(Path(args.out) / name, images, keypoints, train_rows, holdout_rows, columns)
+def main(argv=None):
+    cli = argparse.ArgumentParser(description=__doc__)
+    cli.add_argument("--parsed", required=True)
+    cli.add_argument("--out", required=True)
+    args = cli.parse_args(argv)
+
+    params = load_params()["split"]
+    images = np.load(Path(args.parsed) / "train_images.npy")
+    keypoints = np.load(Path(args.parsed) / "train_keypoints.npy")
+    subsets = split_rows(keypoints, params["holdout_fraction"], params["seed"])
+    for name, columns in (("8", EIGHT_INDICES), ("30", list(range(len(KEYPOINT_COLUMNS))))):
+        train_rows, holdout_rows = subsets[name]
+        write_subset(Path(args.out) / name, images, keypoints, train_rows, holdout_rows, columns)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,21 @@ TINY_PARAMS = {
 }
 
 
+# The reference settings of params.yaml: tests build models from them, overriding only what they size down.
+REFERENCE = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]
+
+
+def model_settings(**overrides):
+    """train.model of params.yaml with the given keys replaced, e.g. model_settings(filters=[4], kernel_sizes=[3])."""
+    return {**REFERENCE["model"], **overrides}
+
+
+def compile_settings(**overrides):
+    """The keyword arguments of compile_model as params.yaml's train group sets them."""
+    keys = ("optimizer", "learning_rate", "loss", "jit_compile")
+    return {**{key: REFERENCE[key] for key in keys}, **overrides}
+
+
 def merge(base, overrides):
     merged = dict(base)
     for key, value in overrides.items():

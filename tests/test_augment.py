@@ -4,7 +4,19 @@ import pytest
 import tensorflow as tf
 
 from keypoints import columns
-from keypoints.augment import affine_transform, flip_images, flip_keypoints, flip_order, make_dataset
+from keypoints.augment import LAST, affine_transform, flip_order, make_dataset
+
+
+def flip_images(images):
+    """Numpy reference: mirror (N, 96, 96) or (N, 96, 96, 1) images left to right."""
+    return np.asarray(images)[:, :, ::-1, ...].copy()
+
+
+def flip_keypoints(keypoints, columns):
+    """Numpy reference: x -> 95 - x, then left/right columns swap names."""
+    keypoints = np.array(keypoints, dtype=np.float32)
+    keypoints[:, 0::2] = LAST - keypoints[:, 0::2]
+    return keypoints[:, flip_order(columns)]
 
 EIGHT = columns.EIGHT_COLUMNS
 ALL = columns.KEYPOINT_COLUMNS

@@ -9,7 +9,9 @@ import pytest
 
 import keypoints.fetch as fetch_module
 from keypoints.columns import PIXELS, TRAINING_COLUMNS
-from keypoints.fetch import FetchError, fetch, sha256_of
+from keypoints import fileio
+from keypoints.fetch import FetchError, fetch
+from keypoints.fileio import sha256_of
 
 NAMES = ["training.csv", "test.csv", "IdLookupTable.csv"]
 
@@ -190,7 +192,7 @@ def test_a_second_fetch_replaces_the_output_whole(tmp_path, out, files):
 
 def test_sha256_of_streams_a_file(tmp_path, monkeypatch):
     data = bytes(range(256)) * 9000
-    monkeypatch.setattr(fetch_module, "CHUNK_BYTES", 1000)  # many chunks, one digest
+    monkeypatch.setattr(fileio, "CHUNK_BYTES", 1000)  # many chunks, one digest
     (tmp_path / "blob").write_bytes(data)
     assert sha256_of(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
 
@@ -291,17 +293,20 @@ def unknown_source(tmp_path, files, monkeypatch):
 
 
 def missing_credentials(tmp_path, files, monkeypatch):
-    def must_not_download(competition, dest_dir):
+    """The real kaggle package looks for credentials and finds none; only its download is replaced."""
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    def must_not_download(*args, **kwargs):
         raise AssertionError("downloaded without credentials")
-    monkeypatch.setattr(fetch_module, "download_competition", must_not_download)
+    monkeypatch.setattr(KaggleApi, "competition_download_files", must_not_download)
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")  # a username alone is not enough
-    return dict(source="kaggle"), r"KAGGLE_USERNAME and KAGGLE_KEY.*kaggle-config/kaggle\.json"
+    return dict(source="kaggle", competition="facial-keypoints-detection"), r"KAGGLE_USERNAME and KAGGLE_KEY.*kaggle-config/kaggle\.json"
 
 
 def download_without_zip(tmp_path, files, monkeypatch):
     monkeypatch.setenv("KAGGLE_API_TOKEN", "token")
     monkeypatch.setattr(fetch_module, "download_competition", lambda competition, dest_dir: None)
-    return dict(source="kaggle"), r"kaggle download of facial-keypoints-detection left no zip"
+    return dict(source="kaggle", competition="facial-keypoints-detection"), r"kaggle download of facial-keypoints-detection left no zip"
 
 
 def corrupt_download(tmp_path, files, monkeypatch):
@@ -312,7 +317,7 @@ def corrupt_download(tmp_path, files, monkeypatch):
         archive = competition_zip(Path(dest_dir) / f"{competition}.zip", files)
         archive.write_bytes(archive.read_bytes()[:-100])
     monkeypatch.setattr(fetch_module, "download_competition", download_competition)
-    return dict(source="kaggle"), r"kaggle:facial-keypoints-detection\.zip: corrupt, truncated"
+    return dict(source="kaggle", competition="facial-keypoints-detection"), r"kaggle:facial-keypoints-detection\.zip: corrupt, truncated"
 
 
 FAILURES = [

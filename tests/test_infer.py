@@ -5,8 +5,6 @@ output bias for any face: the expected keypoints in the original image are then 
 Haar detection is not relied on (it may or may not fire on a drawn face, and OpenCV 5 has no cascade):
 boxes are either passed explicitly or read back from the CSV, and the fallback uses face-less images.
 """
-import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keypoints import infer
+from conftest import model_settings
+from keypoints import cli, infer
 from keypoints.columns import EIGHT_COLUMNS, EIGHT_INDICES, KEYPOINT_COLUMNS
 from keypoints.model import build_model
 from keypoints.synthetic import draw_faces
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = PROJECT_ROOT / "scripts" / "detect_keypoints.py"
+# The console command `pip install -e .` puts beside this interpreter.
+COMMAND = Path(sys.executable).parent / "keypoints"
 
 FACES, FACE_KEYPOINTS = draw_faces(1, seed=11)
 KNOWN_30 = FACE_KEYPOINTS[0].astype(np.float32)
@@ -45,7 +44,7 @@ def expected_in_original(keypoints_96, x, y, side):
 
 
 def constant_model(outputs, known):
-    model = build_model(outputs, filters=[4], kernel_sizes=[3], dense_units=4, output_bias=known)
+    model = build_model(outputs, **model_settings(filters=[4], kernel_sizes=[3], dense_units=4), output_bias=known)
     dense = model.get_layer("keypoints")
     dense.kernel.assign(np.zeros(dense.kernel.shape, np.float32))
     return model
@@ -258,18 +257,11 @@ def test_clashing_drawings_and_bad_margins_are_refused_before_any_output(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("detect_keypoints", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_command_reports_a_bad_image_by_name(tmp_path, model_files, capsys):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG but truncated")
-    argv = [str(broken), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]), "--out", str(tmp_path / "out")]
-    assert load_script().main(argv) == 1
+    argv = ["detect", str(broken), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]), "--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 1
     assert "broken.png" in capsys.readouterr().err
 
 
@@ -278,11 +270,10 @@ def test_command_on_a_directory_and_a_file(tmp_path, model_files):
     write(photos / "colour.jpg", face_canvas())
     write(photos / "gray.png", gradient(130, 170))
     single = write(tmp_path / "single.bmp", gradient(100, 90))
-    environment = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT / "src"))
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), str(single), str(photos), "--model-8", str(model_files[0]),
+        [str(COMMAND), "detect", str(single), str(photos), "--model-8", str(model_files[0]),
          "--model-30", str(model_files[1]), "--out", str(tmp_path / "detections"), "--margin", "0.2"],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "detections" / "keypoints.csv")
@@ -310,3 +301,11 @@ def test_haar_finds_the_drawn_face_and_frames_it():
     assert abs(box_x + side / 2 - centre_x) < 0.15 * face_side
     assert abs(box_y + side / 2 - centre_y) < 0.15 * face_side
     assert 0.5 * face_side < side < 1.5 * face_side
+
+
+def test_keypoints_help_lists_the_commands():
+    result = subprocess.run([str(COMMAND), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "detect" in result.stdout
+    detect = subprocess.run([str(COMMAND), "detect", "--help"], capture_output=True, text=True, timeout=120)
+    assert detect.returncode == 0 and "--margin" in detect.stdout

@@ -40,3 +40,17 @@ def test_unknown_preset_and_per_model_names_are_refused():
 
 def test_flatten_gives_mlflow_shaped_params():
     assert flatten({"model": {"filters": [32, 64]}, "seed": 1}) == {"model.filters": "[32, 64]", "seed": 1}
+
+
+def test_a_missing_setting_is_an_error_naming_its_key_path(tmp_path):
+    from keypoints.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  preset: reference\n  model:\n    filters: [4]\npresets:\n  reference: {}\n")
+    settings = training_settings(load_params(path), 8)
+    with pytest.raises(KeyError, match=r"^params.yaml has no train.epochs$"):
+        settings["epochs"]
+    with pytest.raises(KeyError, match=r"^params.yaml has no train.model.dropout$"):
+        settings["model"]["dropout"]
+    with pytest.raises(KeyError, match=r"^params.yaml has no split$"):
+        load_params(path)["split"]

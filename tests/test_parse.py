@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from keypoints.columns import KEYPOINT_COLUMNS, PIXELS, TRAINING_COLUMNS
-from keypoints.parse import DataError, PixelParser, parse_directory, parse_lookup, parse_test, parse_training
+from keypoints.parse import DataError, parse_directory, parse_lookup, parse_test, parse_training
+from keypoints.pixels import PixelParser
 
 
 def make_images(count, seed=0):
@@ -339,12 +340,13 @@ def test_parse_directory_bad_input_leaves_previous_output(tmp_path):
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_parallel_tasks_give_the_rows_in_file_order(tmp_path, newline):
-    from keypoints.parse import TASK_ROWS, _parse_training_parallel, _parse_training_sequential
+    from keypoints.parse import _parse_training_sequential
+    from keypoints.parse_parallel import TASK_ROWS, parse_training_parallel
 
     count = 2 * TASK_ROWS + 5  # three tasks, the last one short
     images, keypoints = make_images(count, seed=3), make_keypoints(count, seed=3)
     path = write(tmp_path / "training.csv", training_text(images, keypoints, newline=newline))
-    parallel = _parse_training_parallel(path, progress_every=0, workers=2)
+    parallel = parse_training_parallel(path, progress_every=0, workers=2)
     assert parallel is not None, "a plain file with Image last takes the parallel path"
     np.testing.assert_array_equal(parallel[0], images)
     np.testing.assert_array_equal(parallel[1], keypoints)
@@ -362,7 +364,7 @@ def test_a_last_line_without_newline_is_parsed(tmp_path):
 
 
 def test_a_bad_row_in_a_later_parallel_task_is_named(tmp_path):
-    from keypoints.parse import TASK_ROWS
+    from keypoints.parse_parallel import TASK_ROWS
 
     path = spoiled_training(tmp_path, "Image", "1 2 3", row_index=2 * TASK_ROWS + 1, count=2 * TASK_ROWS + 4)
     with pytest.raises(DataError, match=where(path, 2 * TASK_ROWS + 2, "Image")):
@@ -370,11 +372,11 @@ def test_a_bad_row_in_a_later_parallel_task_is_named(tmp_path):
 
 
 def test_blank_lines_take_the_sequential_path_and_keep_row_numbers(tmp_path):
-    from keypoints.parse import _parse_training_parallel
+    from keypoints.parse_parallel import parse_training_parallel
 
     images, keypoints = make_images(5), make_keypoints(5)
     lines = training_text(images, keypoints).splitlines()
     path = write(tmp_path / "training.csv", "\n".join(lines[:3] + [""] + lines[3:]) + "\n")
-    assert _parse_training_parallel(path, progress_every=0, workers=2) is None
+    assert parse_training_parallel(path, progress_every=0, workers=2) is None
     parsed_images, _ = parse_training(path, workers=2)
     np.testing.assert_array_equal(parsed_images, images)

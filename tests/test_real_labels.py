@@ -13,7 +13,8 @@ import pytest
 
 from keypoints import fileio
 from keypoints.columns import EIGHT_INDICES, KEYPOINT_COLUMNS
-from keypoints.parse import parse_keypoint_labels, parse_lookup
+from keypoints.csvrows import keypoints_checked, keypoints_fast, no_rows, open_binary, read_header, row_chunks
+from keypoints.parse import parse_lookup
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures/labels"
 REAL = Path(os.environ.get("KEYPOINTS_REAL_LABELS",
@@ -21,6 +22,22 @@ REAL = Path(os.environ.get("KEYPOINTS_REAL_LABELS",
 # Published counts of the competition's training.csv and IdLookupTable.csv (see SOURCES.md there).
 REAL_EXPECTED = {"training_rows": 7049, "full_rows": 2140, "eight_columns_min_present": 7000,
                  "lookup_rows": 27124, "lookup_image_ids": 1783}
+
+
+def parse_keypoint_labels(path):
+    """A keypoints-only CSV (training.csv without Image) -> float32 (N,30), every value checked."""
+    with open_binary(path) as handle:
+        positions, n_columns = read_header(handle, path, KEYPOINT_COLUMNS)
+        keypoint_positions = [positions[name] for name in KEYPOINT_COLUMNS]
+        rows = []
+        for chunk in row_chunks(handle, path, n_columns):
+            values = keypoints_fast(chunk, keypoint_positions)
+            if values is None:
+                values = [keypoints_checked(path, row, line, fields, keypoint_positions) for row, line, fields in chunk]
+            rows.extend(values)
+    if not rows:
+        raise no_rows(path)
+    return np.array(rows, dtype=np.float32)
 
 
 def label_sets():

@@ -84,4 +84,4 @@ def test_written_files_parse_back_exactly(tmp_path):
 
 def test_too_few_rows_are_refused(tmp_path):
     with pytest.raises(ValueError, match="train_rows >= 2"):
-        write_competition_files(tmp_path, train_rows=1, test_rows=0)
+        write_competition_files(tmp_path, train_rows=1, test_rows=0, full_fraction=0.3, seed=0)

@@ -1,27 +1,28 @@
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from conftest import model_settings
 from keypoints import tracking
+from keypoints.checkpoint import Checkpoint, fingerprint
 from keypoints.columns import EIGHT_COLUMNS
-from keypoints.params import merge
+from keypoints.params import load_params, merge, training_settings
 from keypoints.train import HISTORY_COLUMNS, fit, history_frame, validation_rows
 
-SETTINGS = {
+# The project's own reference settings, made tiny: every key the code reads comes from params.yaml.
+SETTINGS = merge(training_settings(load_params(Path(__file__).resolve().parents[1] / "params.yaml"), 8), {
     "seed": 7,
-    "deterministic": True,
     "epochs": 2,
     "batch_size": 8,
     "validation_fraction": 0.25,
-    "optimizer": "adam",
     "learning_rate": 0.01,
-    "loss": "mean_squared_error",
-    "output_bias": "mean",
-    "model": {"filters": [4], "kernel_sizes": [3], "convs_per_block": 1, "leaky_relu_slope": 0.1,
-              "dense_units": 8, "dropout": 0.1},
-    "reduce_lr": {"monitor": "val_loss", "patience": 1, "factor": 0.5, "min_lr": 1e-5},
-    "early_stopping": {"monitor": "val_loss", "patience": 5, "restore_best_weights": True},
-    "augment": {},
-}
+    "precise_batchnorm_rows": 0,
+    "model": {"filters": [4], "kernel_sizes": [3], "convs_per_block": 1, "dense_units": 8},
+    "reduce_lr": {"patience": 1, "factor": 0.5},
+    "early_stopping": {"patience": 5},
+})
 
 
 @pytest.fixture
@@ -34,8 +35,15 @@ def store(tmp_path, monkeypatch):
     return MlflowClient(uri)
 
 
-def open_run(resume_run_id=None):
-    return tracking.Run("train-tests", "train_8", resume_run_id=resume_run_id)
+def train(images, keypoints, settings, directory, opened_runs=None):
+    """What the training stage does: open the checkpoint and the run (resumed together), then fit.
+    Returns (model, history, summary, run, checkpoint)."""
+    checksum = hashlib.sha256(images.tobytes() + keypoints.tobytes()).hexdigest()
+    checkpoint = Checkpoint(directory, fingerprint(settings, checksum))
+    if opened_runs is not None:
+        opened_runs.append(checkpoint.run_id)
+    run = tracking.Run("train-tests", "train_8", resume_run_id=checkpoint.run_id)
+    return (*fit(images, keypoints, EIGHT_COLUMNS, settings, checkpoint, run), run, checkpoint)
 
 
 def logged_steps(client, run_id, metric):
@@ -59,9 +67,7 @@ def test_validation_rows_are_seeded_and_disjoint():
 
 def test_fit_records_every_epoch_and_logs_it(tmp_path, store):
     images, keypoints = data()
-    model, history, summary, run, checkpoint = fit(
-        images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / "checkpoint", open_run
-    )
+    model, history, summary, run, checkpoint = train(images, keypoints, SETTINGS, tmp_path / "checkpoint")
     frame = history_frame(history)
     assert list(frame.columns) == HISTORY_COLUMNS
     assert frame["epoch"].tolist() == [1, 2]
@@ -78,24 +84,21 @@ def test_fit_records_every_epoch_and_logs_it(tmp_path, store):
 def test_same_settings_give_the_same_history(tmp_path, store):
     images, keypoints = data()
     histories = [
-        fit(images, keypoints, EIGHT_COLUMNS, SETTINGS, tmp_path / name, open_run)[1]
+        train(images, keypoints, SETTINGS, tmp_path / name)[1]
         for name in ("first", "second")
     ]
     assert histories[0] == histories[1]
-    other = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"seed": 8}), tmp_path / "other", open_run)[1]
+    other = train(images, keypoints, merge(SETTINGS, {"seed": 8}), tmp_path / "other")[1]
     assert other != histories[0]
 
 
 def test_a_stopped_fit_resumes_from_its_checkpoint(tmp_path, store):
     images, keypoints = data()
     directory = tmp_path / "checkpoint"
-    first = fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, open_run)
+    first = train(images, keypoints, merge(SETTINGS, {"epochs": 1}), directory)
     assert (directory / "state.json").is_file(), "the checkpoint stays until the stage has saved its outputs"
     resumed_ids = []
-    _, history, summary, _, _ = fit(
-        images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 3}), directory,
-        lambda resume: resumed_ids.append(resume) or open_run(resume),
-    )
+    _, history, summary, _, _ = train(images, keypoints, merge(SETTINGS, {"epochs": 3}), directory, resumed_ids)
     assert resumed_ids == [first[3].run_id], "the resumed fit continues the same MLflow run"
     assert logged_steps(store, first[3].run_id, "loss") == [0, 1, 2]
     assert [row["epoch"] for row in history] == [0, 1, 2]
@@ -106,10 +109,8 @@ def test_a_stopped_fit_resumes_from_its_checkpoint(tmp_path, store):
 def test_a_checkpoint_of_other_settings_is_discarded(tmp_path, store):
     images, keypoints = data()
     directory = tmp_path / "checkpoint"
-    fit(images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1}), directory, open_run)
-    _, history, _, _, _ = fit(
-        images, keypoints, EIGHT_COLUMNS, merge(SETTINGS, {"epochs": 1, "learning_rate": 0.02}), directory, open_run
-    )
+    train(images, keypoints, merge(SETTINGS, {"epochs": 1}), directory)
+    _, history, _, _, _ = train(images, keypoints, merge(SETTINGS, {"epochs": 1, "learning_rate": 0.02}), directory)
     assert [row["epoch"] for row in history] == [0]
 
 
@@ -117,10 +118,10 @@ def test_recalibrated_batchnorm_makes_inference_match_training_mode_on_that_batc
     import keras
 
     from keypoints.model import build_model
-    from keypoints.train import batchnorm_calibrator, calibration_rows
+    from keypoints.precise_batchnorm import batchnorm_calibrator, calibration_rows
 
     keras.utils.set_random_seed(0)
-    model = build_model(8, filters=[4, 8], kernel_sizes=[3, 3], dense_units=8, dropout=0.0)
+    model = build_model(8, **model_settings(filters=[4, 8], kernel_sizes=[3, 3], dense_units=8, dropout=0.0))
     images, _ = data(rows=24)
     batch = images[..., None].astype("float32")
     training_mode = model(batch, training=True).numpy()  # also nudges the running averages a little
@@ -142,7 +143,7 @@ def test_fit_with_precise_batchnorm_validates_better_than_without(tmp_path, stor
     settings = merge(SETTINGS, {"epochs": 3, "learning_rate": 0.001, "model": {"dropout": 0.0}})
     losses = {}
     for rows in (0, 64):
-        _, history, _, _, _ = fit(images, keypoints, EIGHT_COLUMNS, merge(settings, {"precise_batchnorm_rows": rows}),
-                                  tmp_path / f"checkpoint{rows}", open_run)
+        _, history, _, _, _ = train(images, keypoints, merge(settings, {"precise_batchnorm_rows": rows}),
+                                    tmp_path / f"checkpoint{rows}")
         losses[rows] = history[-1]["val_loss"]
     assert losses[64] < losses[0]

@@ -126,6 +126,37 @@ def test_changed_parameter_reruns_only_the_stages_after_it(project):
     up_to_date(project)
 
 
+def test_settings_training_does_not_use_retrain_nothing(project):
+    """The MLflow experiment's name and the presets train.preset does not pick are no dependencies;
+    the chosen preset is."""
+    path = project / "params.yaml"
+    committed = path.read_text()
+
+    def status_after(edit):
+        params = yaml.safe_load(committed)
+        edit(params)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        return run(["dvc", "status"], project).stdout
+
+    def rename_experiment(params):
+        params["mlflow"]["experiment"] = "renamed"
+
+    def edit_other_preset(params):
+        assert params["train"]["preset"] != "best"
+        params["presets"]["best"]["epochs"] += 1
+
+    def edit_chosen_preset(params):
+        params["presets"][params["train"]["preset"]] = {"epochs": 3}
+
+    for edit in (rename_experiment, edit_other_preset):
+        status = status_after(edit)
+        assert "train_8" not in status and "train_30" not in status, (edit.__name__, status)
+    status = status_after(edit_chosen_preset)
+    assert "train_8" in status and "train_30" in status, status
+    path.write_text(committed)
+    up_to_date(project)
+
+
 def test_a_new_file_in_data_external_reruns_fetch_alone(project):
     # Synthetic source: fetch reruns (its dependency changed) but writes the same data/raw, so nothing after it.
     note = project / "data/external/notes.txt"

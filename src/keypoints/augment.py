@@ -7,10 +7,9 @@ M @ (x, y, 1) with no half-pixel offset, i.e. the same convention (tests/test_au
 """
 import numpy as np
 
-from keypoints.columns import FLIP_PAIRS, IMAGE_SIZE
+from keypoints.columns import CENTRE, FLIP_PAIRS, IMAGE_SIZE
 
 AUGMENT_KEYS = ("flip", "shift", "rotation", "scale", "brightness", "contrast")
-CENTRE = (IMAGE_SIZE - 1) / 2.0
 LAST = IMAGE_SIZE - 1.0  # the largest in-image coordinate
 
 
@@ -39,19 +38,6 @@ def _check_columns(columns, count):
         if not (x_column.endswith("_x") and y_column == x_column[:-2] + "_y"):
             raise ValueError(f"columns must come in (name_x, name_y) pairs, not ({x_column}, {y_column})")
     return columns
-
-
-def flip_images(images):
-    """Numpy reference: mirror (N, 96, 96) or (N, 96, 96, 1) images left to right."""
-    return np.asarray(images)[:, :, ::-1, ...].copy()
-
-
-def flip_keypoints(keypoints, columns):
-    """Numpy reference: x -> 95 - x, then left/right columns swap names."""
-    keypoints = np.array(keypoints, dtype=np.float32)
-    columns = _check_columns(columns, keypoints.shape[1])
-    keypoints[:, 0::2] = LAST - keypoints[:, 0::2]
-    return keypoints[:, flip_order(columns)]
 
 
 def augment_settings(augment):

@@ -2,6 +2,8 @@
 
 IMAGE_SIZE = 96
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
+# Pixel i's centre is at coordinate i, so the image's centre is at 47.5 and a flip maps x to 95 - x.
+CENTRE = (IMAGE_SIZE - 1) / 2.0
 
 KEYPOINT_NAMES = [
     "left_eye_center",
@@ -25,6 +27,8 @@ IMAGE_COLUMN = "Image"
 TRAINING_COLUMNS = KEYPOINT_COLUMNS + [IMAGE_COLUMN]
 TEST_COLUMNS = ["ImageId", IMAGE_COLUMN]
 LOOKUP_COLUMNS = ["RowId", "ImageId", "FeatureName"]
+# The file also has a Location column, empty: the submission fills it (some copies leave it out).
+LOOKUP_FILE_COLUMNS = LOOKUP_COLUMNS + ["Location"]
 
 # Left/right eye centres, nose tip, bottom lip: labelled on ~all rows of the real data.
 EIGHT_INDICES = [0, 1, 2, 3, 20, 21, 28, 29]
@@ -39,16 +43,6 @@ FLIP_PAIRS = [
     ("left_eyebrow_outer_end", "right_eyebrow_outer_end"),
     ("mouth_left_corner", "mouth_right_corner"),
 ]
-
-
-def flip_permutation(names=KEYPOINT_NAMES):
-    """Index permutation of keypoint *names* (not columns) that swaps every left/right pair."""
-    position = {name: i for i, name in enumerate(names)}
-    order = list(range(len(names)))
-    for left, right in FLIP_PAIRS:
-        if left in position and right in position:
-            order[position[left]], order[position[right]] = position[right], position[left]
-    return order
 
 
 def columns_for(n_outputs):

@@ -2,26 +2,22 @@
 import numpy as np
 
 
-def errors(predictions, targets):
+def labelled_errors(predictions, targets):
+    """predictions - targets, flat, where the target is labelled."""
     if predictions.shape != targets.shape:
         raise ValueError(f"predictions {predictions.shape} and targets {targets.shape} differ in shape")
-    return predictions - targets
+    difference = predictions - targets
+    return difference[np.isfinite(difference)]
 
 
 def rmse(predictions, targets):
-    difference = errors(predictions, targets)
-    labelled = np.isfinite(difference)
-    if not labelled.any():
-        return float("nan")
-    return float(np.sqrt(np.mean(difference[labelled] ** 2)))
+    difference = labelled_errors(predictions, targets)
+    return float(np.sqrt(np.mean(difference**2))) if difference.size else float("nan")
 
 
 def mae(predictions, targets):
-    difference = errors(predictions, targets)
-    labelled = np.isfinite(difference)
-    if not labelled.any():
-        return float("nan")
-    return float(np.mean(np.abs(difference[labelled])))
+    difference = labelled_errors(predictions, targets)
+    return float(np.mean(np.abs(difference))) if difference.size else float("nan")
 
 
 def score(name, predictions, targets, columns):

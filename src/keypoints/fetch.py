@@ -9,8 +9,6 @@ for their columns (and, if pinned, their sha256) before they replace the previou
 """
 import contextlib
 import gzip
-import hashlib
-import os
 import shutil
 import sys
 import warnings
@@ -19,7 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from keypoints import fileio
-from keypoints.columns import LOOKUP_COLUMNS, TEST_COLUMNS, TRAINING_COLUMNS
+from keypoints.columns import LOOKUP_COLUMNS, LOOKUP_FILE_COLUMNS, TEST_COLUMNS, TRAINING_COLUMNS
 
 SOURCES = ("synthetic", "path", "kaggle")
 REQUIRED_COLUMNS = {
@@ -28,9 +26,8 @@ REQUIRED_COLUMNS = {
     "IdLookupTable.csv": LOOKUP_COLUMNS,
 }
 # Written when only training.csv is given: a valid but empty test set and lookup table.
-EMPTY_TEST = "ImageId,Image\n"
-EMPTY_LOOKUP = "RowId,ImageId,FeatureName,Location\n"
-CHUNK_BYTES = 1 << 20
+EMPTY_TEST = ",".join(TEST_COLUMNS) + "\n"
+EMPTY_LOOKUP = ",".join(LOOKUP_FILE_COLUMNS) + "\n"
 HEADER_LIMIT = 1 << 16  # a real header is ~700 bytes; never read a 240 MB line looking for one
 
 
@@ -42,8 +39,10 @@ def log(message):
     print(f"fetch: {message}", file=sys.stderr, flush=True)
 
 
-def fetch(source, out, path="", competition="facial-keypoints-detection", synthetic=None, sha256=None):
-    """Write out/training.csv, out/test.csv and out/IdLookupTable.csv, or leave `out` as it was."""
+def fetch(source, out, path="", competition="", synthetic=None, sha256=None):
+    """Write out/training.csv, out/test.csv and out/IdLookupTable.csv, or leave `out` as it was.
+
+    Only the chosen source's argument is needed: `path`, `competition` (kaggle) or `synthetic`."""
     expected = _expected_digests(sha256)
     if source not in SOURCES:
         raise FetchError(f"fetch.source is {source!r}; valid sources: {', '.join(SOURCES)}")
@@ -55,6 +54,8 @@ def fetch(source, out, path="", competition="facial-keypoints-detection", synthe
         elif source == "path":
             _from_path(location, staging)
         else:
+            if not competition:
+                raise FetchError("source kaggle needs fetch.competition, e.g. facial-keypoints-detection")
             _from_kaggle(competition, staging)
         _validate(staging, expected)
     log(f"wrote {out}")
@@ -149,14 +150,7 @@ def _from_training_only(path, staging):
 
 
 def _from_kaggle(competition, staging):
-    found = _kaggle_credentials()
-    if not found:
-        raise FetchError(
-            "source kaggle needs Kaggle credentials: export KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), "
-            f"or save the kaggle.json from https://www.kaggle.com/settings/api as {_kaggle_config_dir() / 'kaggle.json'} "
-            "(or in $KAGGLE_CONFIG_DIR); also accept the rules at "
-            f"https://www.kaggle.com/competitions/{competition}/rules")
-    log(f"downloading competition {competition} with the credentials in {found}")
+    log(f"downloading competition {competition} with the kaggle package")
     download = staging / ".download"
     download.mkdir()
     download_competition(competition, str(download))
@@ -169,39 +163,25 @@ def _from_kaggle(competition, staging):
 
 
 def download_competition(competition, dest_dir):
-    """The competition zip into dest_dir through the kaggle package (tests replace this function)."""
-    # Imported here: importing kaggle authenticates, which fails (or exits) without credentials.
+    """The competition zip into dest_dir through the kaggle package, which finds the credentials
+    itself. This is the network call; tests that need a download replace it."""
+    # Imported here: importing kaggle authenticates, which needs its configuration directory.
     from kaggle.api.kaggle_api_extended import KaggleApi
 
+    rules = f"https://www.kaggle.com/competitions/{competition}/rules"
     api = KaggleApi()
     try:
         api.authenticate()
-    except SystemExit as error:  # the kaggle package calls exit(1) on rejected credentials
-        raise FetchError("kaggle rejected the credentials (see its message above)") from error
+    except SystemExit as error:  # kaggle prints where it looked, then calls exit(1)
+        raise FetchError(
+            "source kaggle: the kaggle package found no credentials (its help is above). Export "
+            "KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or save the kaggle.json from "
+            f"https://www.kaggle.com/settings/api as {api.config}; and accept the rules at {rules}") from error
     try:
         api.competition_download_files(competition, path=dest_dir, quiet=False)
-    except Exception as error:  # HTTP 403 when the rules are not accepted, 404 for a wrong name
-        raise FetchError(f"kaggle download of {competition} failed: {error}; check the name and accept the rules "
-                         f"at https://www.kaggle.com/competitions/{competition}/rules") from error
-
-
-def _kaggle_config_dir():
-    return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
-
-
-def _kaggle_credentials():
-    """Where the kaggle package will find credentials, or None: checked before importing it."""
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        return "KAGGLE_USERNAME/KAGGLE_KEY"
-    if os.environ.get("KAGGLE_API_TOKEN"):
-        return "KAGGLE_API_TOKEN"
-    home = Path.home() / ".kaggle"
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
-    config_dirs = [_kaggle_config_dir()] if os.environ.get("KAGGLE_CONFIG_DIR") else [home, xdg]
-    # kaggle.json (legacy key), access_token (new API token), credentials.json (`kaggle auth login`).
-    files = [folder / "kaggle.json" for folder in config_dirs]
-    files += [home / "access_token", home / "access_token.txt", home / "credentials.json"]
-    return next((str(file) for file in files if file.is_file()), None)
+    except Exception as error:  # HTTP 401/403 for rejected keys or rules not accepted, 404 for a wrong name
+        raise FetchError(f"kaggle download of {competition} failed: {error}; check the credentials and the name, "
+                         f"and accept the rules at {rules}") from error
 
 
 # ---------------------------------------------------------------- copying
@@ -227,7 +207,7 @@ def _member(archive, name):
 def _copy_stream(stream, target, label):
     log(f"extracting {label} -> {target.name}")
     with _reading(label), stream, open(target, "wb") as handle:
-        shutil.copyfileobj(stream, handle, CHUNK_BYTES)
+        shutil.copyfileobj(stream, handle, fileio.CHUNK_BYTES)
 
 
 def _copy_file(source, target):
@@ -258,7 +238,7 @@ def _expected_digests(sha256):
 def _validate(folder, expected):
     for name, required in REQUIRED_COLUMNS.items():
         _check_columns(folder / name, required)
-    digests = {name: sha256_of(folder / name) for name in REQUIRED_COLUMNS}
+    digests = {name: fileio.sha256_of(folder / name) for name in REQUIRED_COLUMNS}
     log("sha256 of the files (pin them under fetch.sha256 in params.yaml):")
     for name, digest in digests.items():
         print(f"  {name}: {digest}", file=sys.stderr)
@@ -284,10 +264,3 @@ def _check_columns(path, required):
         raise FetchError(f"{path.name}: header only, no training rows")
 
 
-def sha256_of(path):
-    """Hex sha256 of a file, read 1 MB at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,13 +1,16 @@
 """Whole-file writes that never leave a half-written output: write a sibling temp file, rename."""
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
+# Files are read and copied 1 MB at a time.
+CHUNK_BYTES = 1 << 20
 
 
 @contextlib.contextmanager
@@ -27,20 +30,10 @@ def atomic_path(path):
         raise
 
 
-def save_npy(path, array):
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as handle:
-            np.save(handle, array)
-
-
 def save_json(path, data):
+    """Keys in the dict's order: metrics files list their headline numbers first, as `dvc exp show` does."""
     with atomic_path(path) as temporary:
-        Path(temporary).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def save_text(path, text):
-    with atomic_path(path) as temporary:
-        Path(temporary).write_text(text)
+        Path(temporary).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def save_csv(path, frame):
@@ -69,8 +62,6 @@ def open_text(path):
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temporary directory next to `path`; on success it replaces `path` whole."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
@@ -86,3 +77,12 @@ def atomic_dir(path):
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def sha256_of(path):
+    """Hex sha256 of a file's bytes, read a chunk at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

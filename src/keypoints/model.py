@@ -7,19 +7,21 @@ from keypoints.columns import IMAGE_SIZE
 
 def build_model(
     outputs,
-    filters=(32, 64, 128, 256, 512),
-    kernel_sizes=(5, 3, 3, 3, 3),
-    convs_per_block=2,
-    leaky_relu_slope=0.1,
-    dense_units=512,
-    dropout=0.1,
+    filters,
+    kernel_sizes,
+    convs_per_block,
+    leaky_relu_slope,
+    dense_units,
+    dropout,
     output_bias=None,
     name=None,
 ):
     """Blocks of Conv2D(no bias) -> LeakyReLU -> BatchNorm, MaxPool between blocks, then a dense head.
 
+    The architecture comes from params.yaml's `train.model` (the article's: filters 32-512, kernels 5
+    then 3, two convolutions per block, LeakyReLU 0.1, Dense 512, Dropout 0.1).
     Inputs are raw 0-255 grey levels, shape (96, 96, 1); outputs are keypoint coordinates in pixels.
-    output_bias: start value of the output layer's bias, e.g. the mean keypoint position. From a zero
+    output_bias: None for zeros (the article), or start value of the output layer's bias, e.g. the mean keypoint position. From a zero
     bias Adam needs thousands of steps just to move outputs from 0 to ~48 px; short runs never get there.
     """
     if len(filters) != len(kernel_sizes):
@@ -49,7 +51,7 @@ def build_model(
     return keras.Model(inputs, outputs_layer, name=name or f"model_{outputs}")
 
 
-def compile_model(model, optimizer="adam", learning_rate=1e-3, loss="mean_squared_error", jit_compile=False):
+def compile_model(model, optimizer, learning_rate, loss, jit_compile):
     optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
     if optimizer not in optimizers:
         raise ValueError(f"train.optimizer must be one of {sorted(optimizers)}, not {optimizer!r}")

@@ -1,4 +1,4 @@
-"""Reading params.yaml, the single home of every tunable."""
+"""Reading params.yaml, the single home of every setting: code indexes it and holds no defaults."""
 import copy
 import hashlib
 import json
@@ -7,12 +7,32 @@ from pathlib import Path
 import yaml
 
 
+class MissingParam(KeyError):
+    """A setting params.yaml lacks; the message names its key path."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+class Group(dict):
+    """A group of params.yaml whose missing keys raise MissingParam naming the whole path
+    (`params.yaml has no train.epochs`) instead of a bare KeyError('epochs')."""
+
+    def __init__(self, values, path):
+        super().__init__({key: Group(value, f"{path}.{key}") if isinstance(value, dict) else value
+                          for key, value in values.items()})
+        self.path = path
+
+    def __missing__(self, key):
+        raise MissingParam(f"params.yaml has no {self.path}.{key}" if self.path else f"params.yaml has no {key}")
+
+
 def load_params(path="params.yaml"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: parameters file not found (run from the project root)")
     with open(path) as handle:
-        return yaml.safe_load(handle) or {}
+        return Group(yaml.safe_load(handle) or {}, "")
 
 
 def merge(base, overrides):
@@ -32,19 +52,20 @@ def training_settings(params, outputs):
     `train` and each preset may hold `per_model: {model_8: {...}, model_30: {...}}`, applied right
     after the group it sits in: model_8 sees ~3x more faces per epoch, so budgets differ per model.
     """
-    train = copy.deepcopy(params["train"])
-    preset_name = train.get("preset", "reference")
-    presets = params.get("presets") or {}
+    train = params["train"]
+    presets = params["presets"]
+    preset_name = train["preset"]
     if preset_name not in presets:
         raise ValueError(f"params.yaml: train.preset is {preset_name!r}; presets defines {sorted(presets)}")
     settings = {}
-    for group in (train, copy.deepcopy(presets[preset_name] or {})):
+    for group in (train, presets[preset_name] or {}):
+        group = dict(group)
         per_model = group.pop("per_model", None) or {}
         unknown = sorted(set(per_model) - {"model_8", "model_30"})
         if unknown:
             raise ValueError(f"params.yaml: per_model names {unknown}; it may name model_8 and model_30")
         settings = merge(merge(settings, group), per_model.get(f"model_{outputs}"))
-    return settings
+    return Group(settings, "train")
 
 
 def flatten(settings, prefix=""):

@@ -5,7 +5,7 @@ import pandas as pd
 from keypoints.columns import COORDINATE_MAX, COORDINATE_MIN, EIGHT_INDICES, KEYPOINT_COLUMNS
 
 
-def predict(model, images, batch_size=256):
+def predict(model, images, batch_size):
     """Keypoints (N, k) in pixels for uint8 images (N, 96, 96); an empty input gives (0, k)."""
     outputs = model.output_shape[-1]
     if len(images) == 0:
@@ -25,7 +25,7 @@ def merge(predictions_30, predictions_8):
     return merged
 
 
-def predict_merged(model_8, model_30, images, batch_size=256):
+def predict_merged(model_8, model_30, images, batch_size):
     """Merged keypoints (N, 30) in pixels for uint8 images (N, 96, 96): both models, then merge."""
     return merge(predict(model_30, images, batch_size), predict(model_8, images, batch_size))
 

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from keypoints.columns import EIGHT_INDICES, IMAGE_SIZE, KEYPOINT_COLUMNS, KEYPOINT_NAMES
+from keypoints.columns import (
+    CENTRE,
+    EIGHT_INDICES,
+    IMAGE_SIZE,
+    KEYPOINT_COLUMNS,
+    KEYPOINT_NAMES,
+    LOOKUP_FILE_COLUMNS,
+    TEST_COLUMNS,
+    TRAINING_COLUMNS,
+)
 
-CENTRE = (IMAGE_SIZE - 1) / 2.0
 MAX_ANGLE = np.deg2rad(12.0)
 MAX_SCALE = 0.08
 MAX_SHIFT = 4.0
@@ -172,7 +180,7 @@ def _write_lines(path, header, lines):
             handle.write(line + "\n")
 
 
-def write_competition_files(folder, train_rows, test_rows, full_fraction=0.3, seed=0, log=None):
+def write_competition_files(folder, train_rows, test_rows, full_fraction, seed, log=None):
     """folder/training.csv, test.csv and IdLookupTable.csv in the competition's format."""
     log = log or (lambda message: print(message, file=sys.stderr))
     if int(train_rows) < 2 or int(test_rows) < 0:
@@ -188,10 +196,10 @@ def write_competition_files(folder, train_rows, test_rows, full_fraction=0.3, se
             if index % 500 == 0 or index == len(images):
                 log(f"synthetic training.csv: {index}/{len(images)} rows")
 
-    _write_lines(folder / "training.csv", ",".join(KEYPOINT_COLUMNS + ["Image"]), training_lines())
+    _write_lines(folder / "training.csv", ",".join(TRAINING_COLUMNS), training_lines())
 
     test_images, _ = draw_faces(int(test_rows), [seed, 2])
-    _write_lines(folder / "test.csv", "ImageId,Image",
+    _write_lines(folder / "test.csv", ",".join(TEST_COLUMNS),
                  (f"{image_id},{_image_text(image)}" for image_id, image in enumerate(test_images, start=1)))
 
     # Like the real table: some test faces ask for all 30 values, the others for the 8.
@@ -201,6 +209,6 @@ def write_competition_files(folder, train_rows, test_rows, full_fraction=0.3, se
         for column in np.flatnonzero(asked):
             row_id += 1
             lookup.append(f"{row_id},{image_id},{KEYPOINT_COLUMNS[column]},")
-    _write_lines(folder / "IdLookupTable.csv", "RowId,ImageId,FeatureName,Location", lookup)
+    _write_lines(folder / "IdLookupTable.csv", ",".join(LOOKUP_FILE_COLUMNS), lookup)
     log(f"synthetic faces: {len(images)} training ({int(np.isfinite(keypoints).all(axis=1).sum())} fully labelled), "
         f"{len(test_images)} test, {len(lookup)} lookup rows")

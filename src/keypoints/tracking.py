@@ -8,6 +8,8 @@ import time
 import warnings
 from pathlib import Path
 
+from keypoints import fileio
+
 
 def project_root():
     # DVC sets DVC_ROOT to the parent repository even for queued and --temp experiments, which run
@@ -23,24 +25,17 @@ def artifact_location():
     return (project_root() / "mlartifacts").as_uri()
 
 
-def git_commit(cwd="."):
+def git_commit():
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
 
 def files_checksum(paths):
-    """sha256 over the bytes of the files (sorted), so a run records exactly which data it saw."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+    """One short sha256 over the files' names and sha256s (sorted), so a run records exactly which data it saw."""
+    listing = "".join(f"{path.name} {fileio.sha256_of(path)}\n" for path in sorted(Path(p) for p in paths))
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
 def run_tags(stage, params_hash="", data_checksum=""):
@@ -153,10 +148,6 @@ class Run:
         except Exception as error:
             self._fail(error)
             return []
-
-    def set_tags(self, tags):
-        for key, value in tags.items():
-            self._call("set_tag", key, str(value))
 
     def log_artifact(self, path, artifact_path=None):
         self._call("log_artifact", str(path), artifact_path)

@@ -1,0 +1,51 @@
+"""dvc.yaml as the map of the project: read as text, no DVC run needed."""
+import ast
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "keypoints"
+
+
+def package_imports(path):
+    """Names of the keypoints modules a file imports, anywhere in it (function-level imports too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "keypoints":
+                names.update(alias.name for alias in node.names)
+            elif node.module.startswith("keypoints."):
+                names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("keypoints."))
+    return {name for name in names if (PACKAGE / f"{name}.py").is_file()}
+
+
+def modules_behind(script):
+    """Every package module the script runs, following imports from module to module."""
+    seen, todo = set(), list(package_imports(script))
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(package_imports(PACKAGE / f"{name}.py"))
+    return seen
+
+
+def test_every_stage_depends_on_exactly_the_modules_it_imports():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        deps = [dep for dep in stage["deps"] if isinstance(dep, str)]
+        scripts = [dep for dep in deps if dep.startswith("stages/")]
+        assert len(scripts) == 1 and f"python {scripts[0]} " in stage["cmd"], name
+        declared = {Path(dep).stem for dep in deps if dep.startswith("src/keypoints/")}
+        assert declared == modules_behind(ROOT / scripts[0]), name
+
+
+def test_stage_commands_need_no_pythonpath():
+    text = (ROOT / "dvc.yaml").read_text()
+    assert "PYTHONPATH" not in text
+    for script in (ROOT / "stages").glob("*.py"):
+        tree = ast.parse(script.read_text())
+        assert any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body), script
