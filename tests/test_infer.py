@@ -2,9 +2,10 @@
 
 The models are real tiny Keras models whose output kernel is zero, so each predicts exactly its
 output bias for any face: the expected keypoints in the original image are then known analytically.
-Haar detection is not relied on (it may or may not fire on a drawn face, and OpenCV 5 has no cascade):
-boxes are either passed explicitly or read back from the CSV, and the fallback uses face-less images.
+Where detection runs, the framing's mean shape is the constant models' answer, so a detected face's
+box settles at once; the tests read the boxes back from the CSV, and the fallback uses face-less images.
 """
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ import pandas as pd
 import pytest
 
 from conftest import model_settings
-from keypoints import cli, infer
+from keypoints import cli, framing, infer
+from keypoints.faces import make_detectors
+from keypoints.predict import merged_predictor
 from keypoints.columns import EIGHT_COLUMNS, EIGHT_INDICES, KEYPOINT_COLUMNS
 from keypoints.model import build_model
 from keypoints.synthetic import draw_faces
@@ -60,8 +63,26 @@ def model_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def models(model_files):
-    return infer.load_models(*model_files)
+def predict(model_files):
+    return merged_predictor(*infer.load_models(*model_files))
+
+
+# The framing of "training faces" shaped like the constant models' answer, so a detection settles at
+# once; each detector's box taken as the crop.
+FRAMING = {
+    "mean_shape": KNOWN_MERGED.tolist(),
+    "residuals": {"q50": 1.0, "q90": 2.0, "q99": 3.0, "q100": 4.0},
+    "detectors": {name: {"scale": 1.0, "dx": 0.0, "dy": 0.0} for name in ("haar", "hog")},
+    "found": {"haar": 1.0, "hog": 1.0},
+    "settings": {"detectors": ["haar", "hog"], "learn_faces": 10, "iterations": 3, "tolerance": 0.5, "max_residual": 2.0},
+}
+
+
+@pytest.fixture(scope="module")
+def framing_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("framing") / "framing.json"
+    path.write_text(json.dumps(FRAMING))
+    return path
 
 
 def face_canvas():
@@ -96,9 +117,9 @@ def test_to_original_maps_crop_pixel_centres_to_the_pixels_they_average():
     box = (10, -20, 192)
     # Crop pixel 0 averages original pixels 10 and 11 (rows -20 and -19), pixel 95 averages 200 and 201.
     points = np.array([[0.0, 0.0, 95.0, 95.0, 47.5, 47.5]])
-    np.testing.assert_allclose(infer.to_original(points, box), [[10.5, -19.5, 200.5, 170.5, 105.5, 75.5]])
-    np.testing.assert_allclose(infer.to_original([3.0, 4.0], (7, 9, 96)), [10.0, 13.0])
-    np.testing.assert_allclose(infer.to_original(KNOWN_30, (5, 6, 288)), expected_in_original(KNOWN_30, 5, 6, 288))
+    np.testing.assert_allclose(framing.to_original(points, box), [[10.5, -19.5, 200.5, 170.5, 105.5, 75.5]])
+    np.testing.assert_allclose(framing.to_original([3.0, 4.0], (7, 9, 96)), [10.0, 13.0])
+    np.testing.assert_allclose(framing.to_original(KNOWN_30, (5, 6, 288)), expected_in_original(KNOWN_30, 5, 6, 288))
 
 
 @pytest.mark.parametrize("box", [(40, 30, 288), (-101, -50, 288), (150, 100, 288)])
@@ -108,11 +129,11 @@ def test_single_bright_pixel_shrunk_into_the_crop_maps_back_to_itself(box):
     # A pixel at the centre of one of the crop's 3x3 blocks, so it lands wholly in one crop pixel.
     bright_x, bright_y = x + 3 * 40 + 1, y + 3 * 30 + 1
     gray[bright_y, bright_x] = 255
-    crop = infer.crop_face(gray, box)
+    crop = framing.crop_face(gray, box)
     assert crop.shape == (96, 96) and crop.dtype == np.uint8
     row, column = np.unravel_index(np.argmax(crop), crop.shape)
     assert np.count_nonzero(crop) == 1
-    np.testing.assert_allclose(infer.to_original([column, row], box), [bright_x, bright_y])
+    np.testing.assert_allclose(framing.to_original([column, row], box), [bright_x, bright_y])
 
 
 @pytest.mark.parametrize("box", [(20, 10, 48), (-7, -3, 48)])
@@ -121,14 +142,14 @@ def test_single_bright_pixel_enlarged_into_the_crop_maps_back_to_itself(box):
     gray = np.zeros((80, 90), np.uint8)
     bright_x, bright_y = x + 17, y + 30
     gray[bright_y, bright_x] = 255
-    crop = infer.crop_face(gray, box).astype(np.float64)
+    crop = framing.crop_face(gray, box).astype(np.float64)
     rows, columns = np.mgrid[0:96, 0:96]
     centroid = [np.sum(columns * crop) / crop.sum(), np.sum(rows * crop) / crop.sum()]
-    np.testing.assert_allclose(infer.to_original(centroid, box), [bright_x, bright_y], atol=1e-9)
+    np.testing.assert_allclose(framing.to_original(centroid, box), [bright_x, bright_y], atol=1e-9)
 
 
 def test_crop_of_the_placed_face_box_is_the_face():
-    crop = infer.crop_face(infer.to_gray(face_canvas()), (*FACE_AT, 96 * SCALE))
+    crop = framing.crop_face(infer.to_gray(face_canvas()), (*FACE_AT, 96 * SCALE))
     np.testing.assert_array_equal(crop, FACES[0])
 
 
@@ -136,35 +157,25 @@ def test_crop_pads_with_the_edge_pixels():
     gray = np.full((96, 96), 200, np.uint8)
     gray[:, 0] = 50
     gray[0, :] = 70
-    crop = infer.crop_face(gray, (-48, -10, 96))
+    crop = framing.crop_face(gray, (-48, -10, 96))
     assert (crop[11:, :49] == 50).all(), "left of the image repeats its first column"
     assert (crop[:11, :] == 70).all(), "above the image repeats its first row, corner included"
     assert (crop[11:, 49:] == 200).all()
     with pytest.raises(ValueError, match="overlap"):
-        infer.crop_face(gray, (96, 0, 50))
+        framing.crop_face(gray, (96, 0, 50))
     with pytest.raises(ValueError, match="side"):
-        infer.crop_face(gray, (0, 0, 0))
-
-
-def test_face_box_takes_the_largest_face_and_enlarges_it_about_its_centre():
-    rects = [(10, 10, 20, 20), (100, 50, 60, 60), (0, 0, 30, 30)]
-    assert infer.face_box(rects, margin=0.0) == (100, 50, 60)
-    assert infer.face_box(rects, margin=0.5) == (85, 35, 90)
-    assert infer.face_box([(100, 50, 60, 40)], margin=0.0) == (100, 40, 60), "a square on the longer side"
-    assert infer.face_box([(10, 10, 40, 40)]) == (8, 8, 44), "the default margin enlarges by 10%"
-    with pytest.raises(ValueError, match="margin"):
-        infer.face_box(rects, margin=-1.0)
+        framing.crop_face(gray, (0, 0, 0))
 
 
 @pytest.mark.parametrize("shape, box", [((300, 400), (50, 0, 300)), ((401, 300, 3), (0, 50, 300)), ((64, 64), (0, 0, 64))])
 def test_centred_box_is_the_largest_centred_square(shape, box):
-    assert infer.centred_box(shape) == box
+    assert framing.centred_box(shape) == box
 
 
-def test_find_face_falls_back_to_the_centred_square_when_there_is_no_face():
-    gray = gradient(120, 200)
-    assert infer.find_face(gray, cascade=infer.face_detector()) == ((40, 0, 120), False)
-    assert infer.find_face(gray, cascade=None) == ((40, 0, 120), False)
+def test_locate_falls_back_to_the_centred_square_when_there_is_no_face(predict):
+    box, keypoints_96, found, detector = infer.locate(gradient(120, 200), make_detectors(["haar", "hog"]), FRAMING, predict)
+    assert (box, found, detector) == ((40, 0, 120), False, None)
+    np.testing.assert_allclose(keypoints_96, KNOWN_MERGED, atol=1e-4)
 
 
 # --- images in, CSV and drawings out -------------------------------------------------------------
@@ -185,11 +196,11 @@ def test_image_paths_takes_files_and_directory_images_once(tmp_path):
         infer.image_paths([tmp_path / "empty"])
 
 
-def test_known_predictions_are_merged_and_mapped_through_the_given_box(tmp_path, models):
+def test_known_predictions_are_merged_and_mapped_through_the_given_box(tmp_path, predict):
     canvas = write(tmp_path / "in" / "canvas.png", face_canvas())
     gray = write(tmp_path / "in" / "gray.png", gradient(150, 200))
     box = (*FACE_AT, 96 * SCALE)
-    frame = infer.run([canvas, gray], *models, tmp_path / "out", box=box, log=pytest.fail)
+    frame = infer.run([canvas, gray], predict, FRAMING, tmp_path / "out", box=box, log=pytest.fail)
 
     table = pd.read_csv(tmp_path / "out" / "keypoints.csv")
     assert list(table.columns) == ["file", "face_found", "box_x", "box_y", "box_size"] + KEYPOINT_COLUMNS
@@ -211,11 +222,11 @@ def test_known_predictions_are_merged_and_mapped_through_the_given_box(tmp_path,
     assert cv2.imread(str(tmp_path / "out" / "gray_keypoints.png")).shape[:2] == (150, 200)
 
 
-def test_detection_path_writes_each_box_and_falls_back_on_faceless_images(tmp_path, models):
+def test_detection_path_writes_each_box_and_falls_back_on_faceless_images(tmp_path, predict):
     canvas = write(tmp_path / "canvas.jpg", face_canvas())
     faceless = write(tmp_path / "faceless.png", gradient(150, 260))
     messages = []
-    frame = infer.run([canvas, faceless], *models, tmp_path / "out", log=messages.append)
+    frame = infer.run([canvas, faceless], predict, FRAMING, tmp_path / "out", log=messages.append)
 
     table = pd.read_csv(tmp_path / "out" / "keypoints.csv")
     assert len(table) == 2
@@ -230,16 +241,16 @@ def test_detection_path_writes_each_box_and_falls_back_on_faceless_images(tmp_pa
             expected_in_original(KNOWN_MERGED, row["box_x"], row["box_y"], row["box_size"]), atol=1e-6,
         )
     if not frame["face_found"].iloc[0]:
-        assert tuple(table.iloc[0][["box_x", "box_y", "box_size"]]) == infer.centred_box(CANVAS_SHAPE)
+        assert tuple(table.iloc[0][["box_x", "box_y", "box_size"]]) == framing.centred_box(CANVAS_SHAPE)
     for name, shape in (("canvas", CANVAS_SHAPE), ("faceless", (150, 260))):
         assert cv2.imread(str(tmp_path / "out" / f"{name}_keypoints.png")).shape[:2] == shape
 
 
-def test_unreadable_images_and_missing_or_wrong_models_are_named(tmp_path, models, model_files):
+def test_unreadable_images_and_missing_or_wrong_models_are_named(tmp_path, predict, model_files):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"this is not a JPEG")
     with pytest.raises(ValueError, match="broken.jpg"):
-        infer.run([broken], *models, tmp_path / "out", log=lambda message: None)
+        infer.run([broken], predict, FRAMING, tmp_path / "out", log=lambda message: None)
     assert not (tmp_path / "out" / "keypoints.csv").exists(), "no partial outputs"
     with pytest.raises(FileNotFoundError, match="nowhere.keras"):
         infer.load_models(tmp_path / "nowhere.keras", model_files[1])
@@ -247,32 +258,39 @@ def test_unreadable_images_and_missing_or_wrong_models_are_named(tmp_path, model
         infer.load_models(model_files[0], model_files[0])
 
 
-def test_clashing_drawings_and_bad_margins_are_refused_before_any_output(tmp_path, models):
+def test_clashing_drawings_are_refused_before_any_output(tmp_path, predict):
     first = write(tmp_path / "a" / "face.png", gradient(40, 40))
     second = write(tmp_path / "b" / "face.jpg", gradient(40, 40))
     with pytest.raises(ValueError, match="face_keypoints.png"):
-        infer.run([first, second], *models, tmp_path / "out")
-    with pytest.raises(ValueError, match="margin"):
-        infer.run([first], *models, tmp_path / "out", margin=-1.5)
+        infer.run([first, second], predict, FRAMING, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_command_reports_a_bad_image_by_name(tmp_path, model_files, capsys):
+def test_a_missing_or_wrong_framing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.json.*framing stage"):
+        infer.load_framing(tmp_path / "nowhere.json")
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match="other.json: not a framing file"):
+        infer.load_framing(tmp_path / "other.json")
+
+
+def test_command_reports_a_bad_image_by_name(tmp_path, model_files, framing_file, capsys):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG but truncated")
-    argv = ["detect", str(broken), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]), "--out", str(tmp_path / "out")]
+    argv = ["detect", str(broken), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]),
+            "--framing", str(framing_file), "--out", str(tmp_path / "out")]
     assert cli.main(argv) == 1
     assert "broken.png" in capsys.readouterr().err
 
 
-def test_command_on_a_directory_and_a_file(tmp_path, model_files):
+def test_command_on_a_directory_and_a_file(tmp_path, model_files, framing_file):
     photos = tmp_path / "photos"
     write(photos / "colour.jpg", face_canvas())
     write(photos / "gray.png", gradient(130, 170))
     single = write(tmp_path / "single.bmp", gradient(100, 90))
     result = subprocess.run(
         [str(COMMAND), "detect", str(single), str(photos), "--model-8", str(model_files[0]),
-         "--model-30", str(model_files[1]), "--out", str(tmp_path / "detections"), "--margin", "0.2"],
+         "--model-30", str(model_files[1]), "--out", str(tmp_path / "detections"), "--framing", str(framing_file)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -289,18 +307,19 @@ def test_command_on_a_directory_and_a_file(tmp_path, model_files):
     assert "3 images" in result.stdout
 
 
-def test_haar_finds_the_drawn_face_and_frames_it():
+def test_haar_finds_the_drawn_face_where_it_is():
     """The pinned OpenCV ships the cascade; it must find the face the test draws, where it is."""
     gray = np.full(CANVAS_SHAPE, 120, np.uint8)
     gray[FACE_AT[1]:FACE_AT[1] + 96 * SCALE, FACE_AT[0]:FACE_AT[0] + 96 * SCALE] = np.repeat(
         np.repeat(FACES[0], SCALE, axis=0), SCALE, axis=1)
-    (box_x, box_y, side), found = infer.find_face(gray, cascade=infer.face_detector())
-    assert found
+    rects = make_detectors(["haar"])["haar"](gray)
+    assert len(rects) == 1
+    x, y, w, h = rects[0]
     face_side = 96 * SCALE
     centre_x, centre_y = FACE_AT[0] + face_side / 2, FACE_AT[1] + face_side / 2
-    assert abs(box_x + side / 2 - centre_x) < 0.15 * face_side
-    assert abs(box_y + side / 2 - centre_y) < 0.15 * face_side
-    assert 0.5 * face_side < side < 1.5 * face_side
+    assert abs(x + w / 2 - centre_x) < 0.15 * face_side
+    assert abs(y + h / 2 - centre_y) < 0.15 * face_side
+    assert 0.5 * face_side < w < 1.5 * face_side
 
 
 def test_keypoints_help_lists_the_commands():
@@ -308,4 +327,21 @@ def test_keypoints_help_lists_the_commands():
     assert result.returncode == 0, result.stderr
     assert "detect" in result.stdout
     detect = subprocess.run([str(COMMAND), "detect", "--help"], capture_output=True, text=True, timeout=120)
-    assert detect.returncode == 0 and "--margin" in detect.stdout
+    assert detect.returncode == 0 and "--framing" in detect.stdout
+
+
+def test_the_traced_predictor_gives_keras_predict_s_keypoints():
+    import keras
+
+    from keypoints.predict import predict_merged
+
+    keras.utils.set_random_seed(1)
+    tiny = model_settings(filters=[4, 8], kernel_sizes=[3, 3], dense_units=8)
+    model_8, model_30 = build_model(8, **tiny, output_bias=KNOWN_8), build_model(30, **tiny, output_bias=KNOWN_30)
+    images = np.random.default_rng(2).integers(0, 256, (5, 96, 96), dtype=np.uint8)
+    traced = merged_predictor(model_8, model_30)
+    expected = predict_merged(model_8, model_30, images, batch_size=4)
+    assert np.ptp(expected, axis=0).max() > 1e-3, "the models' answers depend on the images"
+    for count in (5, 1, 3):  # batches of other sizes reuse or retrace the graph, same answers
+        np.testing.assert_allclose(traced(images[:count]), expected[:count], atol=0.01)
+    assert traced(images[:0]).shape == (0, 30)

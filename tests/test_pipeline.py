@@ -17,7 +17,7 @@ DECLARED_OUTPUTS = [
     "data/parsed/train_images.npy", "data/parsed/train_keypoints.npy", "data/parsed/test_images.npy",
     "data/parsed/test_ids.npy", "data/parsed/id_lookup.csv",
     *[f"data/split/{n}/{part}_{kind}.npy" for n in (8, 30) for part in ("train", "holdout") for kind in ("images", "keypoints")],
-    "models/model_8.keras", "models/model_30.keras",
+    "models/model_8.keras", "models/model_30.keras", "models/framing.json",
     "plots/history_8.csv", "plots/history_30.csv", "metrics/train_8.json", "metrics/train_30.json",
     "data/predictions/holdout_8.npy", "data/predictions/holdout_30.npy", "data/predictions/holdout_merged.npy",
     "data/predictions/test_keypoints.csv", "submission.csv",
@@ -33,7 +33,7 @@ def test_every_declared_output_exists(reproduced_project):
     locked = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
     directories = {"data/raw", "data/parsed", "data/split/8", "data/split/30", "data/predictions"}
     assert locked - directories <= set(DECLARED_OUTPUTS)
-    assert set(lock["stages"]) == {"fetch", "parse", "split", "train_8", "train_30", "predict_merge", "evaluate"}
+    assert set(lock["stages"]) == {"fetch", "parse", "split", "train_8", "train_30", "framing", "predict_merge", "evaluate"}
 
 
 def test_metrics_are_finite_and_complete(reproduced_project):
@@ -90,5 +90,23 @@ def test_nothing_changed_reruns_nothing(reproduced_project):
 
 def test_dag_shows_the_pipeline(reproduced_project):
     dag = run(["dvc", "dag", "--md"], reproduced_project).stdout
-    for stage in ("fetch", "parse", "split", "train_8", "train_30", "predict_merge", "evaluate"):
+    for stage in ("fetch", "parse", "split", "train_8", "train_30", "framing", "predict_merge", "evaluate"):
         assert stage in dag
+
+
+def test_keypoints_detect_runs_on_the_pipeline_models(reproduced_project, tmp_path):
+    """The trained models and the learned framing are all `keypoints detect` needs."""
+    import cv2
+
+    from keypoints.synthetic import draw_faces
+
+    faces, _ = draw_faces(1, seed=4)
+    photo = np.full((300, 400), 90, np.uint8)
+    photo[40:232, 100:292] = cv2.resize(faces[0], (192, 192), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(tmp_path / "photo.png"), photo)
+    framing = json.loads((reproduced_project / "models/framing.json").read_text())
+    assert len(framing["mean_shape"]) == 30 and set(framing["settings"]["detectors"]) <= {"haar", "hog"}
+    result = run(["keypoints", "detect", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out")], reproduced_project)
+    table = pd.read_csv(tmp_path / "out" / "keypoints.csv")
+    assert len(table) == 1 and np.isfinite(table.iloc[0, 5:].to_numpy(float)).all()
+    assert "1 images" in result.stdout

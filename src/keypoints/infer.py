@@ -1,14 +1,9 @@
-"""Keypoints on new images: find the face, crop it to 96x96, predict with both models, map back.
+"""Keypoints on new images: find the face, frame it as the training crops were, predict, map back.
 
-Coordinates follow the project's convention (see keypoints.augment): pixel i's centre is at
-coordinate i, in the crop as in the original image. A box is a square (x, y, side) of whole pixels:
-its first column and row are x and y, and it covers `side` pixels each way; it may reach outside the
-image, which is then padded by repeating the edge pixels.
-
-cv2.resize samples output pixel k of an S -> 96 resize at input coordinate (k + 0.5) * S / 96 - 0.5
-(pixel-area alignment, the same for INTER_AREA and INTER_LINEAR). So a crop coordinate c in 96x96
-pixels is at x + (c + 0.5) * side / 96 - 0.5 in the original image, and likewise for y.
+Coordinates follow the project's convention (see keypoints.framing): pixel i's centre is at
+coordinate i, in the crop as in the original image. A box is a square (x, y, side) of whole pixels.
 """
+import json
 import sys
 from pathlib import Path
 
@@ -18,19 +13,10 @@ import pandas as pd
 
 from keypoints import fileio
 from keypoints.columns import EIGHT_COLUMNS, IMAGE_SIZE, KEYPOINT_COLUMNS
-from keypoints.predict import predict_merged
+from keypoints.faces import make_detectors
+from keypoints.framing import box_from_detection, centred_box, crop_face, refine, shape_residual, to_original
 
-CASCADE_FILE = "haarcascade_frontalface_default.xml"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-# Haar's box runs from the forehead to the chin and cheek to cheek. The training crops show the whole
-# face with some forehead, chin and background, so the square is enlarged by this fraction of its
-# side (0.1 -> 1.1x), about its centre. On the project's synthetic faces (OpenCV 4.14) Haar's side is
-# on average 0.97 of the training crop's (0.56-1.25 per face); on photos it is usually tighter. Too
-# small a margin shows the model a bigger face than it learned, so the points crowd towards the face's
-# centre (raise it); too large, and they spread out past the features (lower it).
-DEFAULT_MARGIN = 0.1
-# Haar's cost grows with the pixel count and a face filling a photo needs no more detail than this.
-DETECTION_SIZE = 640
 CSV_COLUMNS = ["file", "face_found", "box_x", "box_y", "box_size"] + KEYPOINT_COLUMNS
 
 
@@ -77,96 +63,9 @@ def to_gray(image):
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
-def face_detector():
-    """OpenCV's bundled frontal-face Haar cascade, or None where this OpenCV has none.
-
-    OpenCV 5 moved CascadeClassifier and its XML files out of the main package, so there every
-    image gets the centred-square fallback.
-    """
-    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-        return None
-    path = Path(cv2.data.haarcascades) / CASCADE_FILE
-    if not path.is_file():
-        return None
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise ValueError(f"{path}: OpenCV could not load the Haar cascade")
-    return cascade
-
-
-def detect_faces(gray, cascade, detection_size=DETECTION_SIZE):
-    """Haar face rectangles (x, y, w, h) in the pixels of `gray`; empty when there is none."""
-    scale = min(1.0, detection_size / max(gray.shape))
-    small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    # Equalising makes the cascade's thresholds hold under dim or washed-out lighting.
-    rects = cascade.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-    return [tuple(float(value) / scale for value in rect) for rect in rects]
-
-
-def _check_margin(margin):
-    if not margin > -1:
-        raise ValueError(f"margin must be greater than -1, not {margin}")
-
-
-def face_box(rects, margin=DEFAULT_MARGIN):
-    """The square box around the largest rectangle (x, y, w, h), its side enlarged by `margin`."""
-    _check_margin(margin)
-    if len(rects) == 0:
-        raise ValueError("face_box needs at least one face rectangle")
-    x, y, w, h = max(rects, key=lambda rect: rect[2] * rect[3])
-    side = max(1, int(round(max(w, h) * (1.0 + margin))))
-    # Rect and box in pixel-edge units: the rect's centre x + w/2 becomes the box's centre.
-    return int(round(x + w / 2.0 - side / 2.0)), int(round(y + h / 2.0 - side / 2.0)), side
-
-
-def centred_box(shape):
-    """The largest square centred in an image of shape (height, width, ...)."""
-    height, width = shape[:2]
-    side = min(height, width)
-    return (width - side) // 2, (height - side) // 2, side
-
-
-def find_face(gray, margin=DEFAULT_MARGIN, cascade=None):
-    """(box, found): the largest detected face enlarged by `margin`, else the centred square."""
-    rects = detect_faces(gray, cascade) if cascade is not None else []
-    if rects:
-        return face_box(rects, margin), True
-    return centred_box(gray.shape), False
-
-
-def crop_face(gray, box):
-    """The box's pixels (edge-replicated outside the image), resized to uint8 96x96.
-
-    The box is also the mapping back: see to_original.
-    """
-    x, y, side = (int(value) for value in box)
-    height, width = gray.shape[:2]
-    if side < 1:
-        raise ValueError(f"box side must be at least 1 pixel, not {side}")
-    if x >= width or y >= height or x + side <= 0 or y + side <= 0:
-        raise ValueError(f"box {box} does not overlap the {width}x{height} image")
-    inside = gray[max(y, 0):min(y + side, height), max(x, 0):min(x + side, width)]
-    crop = cv2.copyMakeBorder(
-        inside, max(-y, 0), max(y + side - height, 0), max(-x, 0), max(x + side - width, 0), cv2.BORDER_REPLICATE
-    )
-    # INTER_AREA averages when shrinking (no aliasing); it does not interpolate when enlarging.
-    interpolation = cv2.INTER_AREA if side >= IMAGE_SIZE else cv2.INTER_LINEAR
-    return cv2.resize(crop, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation).astype(np.uint8)
-
-
-def to_original(keypoints_96, box):
-    """Keypoints (..., 2k) as x, y pairs in the 96x96 crop -> the same in the original image."""
-    x, y, side = box
-    keypoints = np.array(keypoints_96, dtype=np.float64)
-    scale = side / IMAGE_SIZE
-    keypoints[..., 0::2] = x + (keypoints[..., 0::2] + 0.5) * scale - 0.5
-    keypoints[..., 1::2] = y + (keypoints[..., 1::2] + 0.5) * scale - 0.5
-    return keypoints
-
-
 def load_models(path_8, path_30):
     """(model_8, model_30) from .keras files, checked to predict 8 and 30 values."""
-    # Imported here: the geometry above is usable without TensorFlow's multi-second import.
+    # Imported here: the geometry is usable without TensorFlow's multi-second import.
     import keras
 
     models = []
@@ -181,6 +80,55 @@ def load_models(path_8, path_30):
             )
         models.append(model)
     return tuple(models)
+
+
+def load_framing(path):
+    """models/framing.json, as the framing stage wrote it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: framing not found (the framing stage of `dvc repro` writes it)")
+    framing = json.loads(path.read_text())
+    missing = {"mean_shape", "residuals", "detectors", "settings"} - set(framing)
+    if missing:
+        raise ValueError(f"{path}: not a framing file, it lacks {sorted(missing)}")
+    return framing
+
+
+def plausible(rect, start, box, keypoints_96, moved, framing):
+    """Whether a refined detection is a face: its keypoints lie no further from the mean shape than
+    the training faces do (times framing.max_residual), its framing settled, and it stayed on the
+    detection (a face's framing moves little from where the detector put it; nonsense wanders)."""
+    settings = framing["settings"]
+    if shape_residual(keypoints_96, framing["mean_shape"]) > settings["max_residual"] * framing["residuals"]["q99"]:
+        return False
+    if not moved <= 4 * settings["tolerance"]:
+        return False
+    x, y, w, h = rect
+    centre_x, centre_y = box[0] + box[2] / 2, box[1] + box[2] / 2
+    return x <= centre_x <= x + w and y <= centre_y <= y + h and 0.6 <= box[2] / start[2] <= 1.6
+
+
+def locate(gray, detectors, framing, predict):
+    """The face of a photo, framed as in training: (box, crop keypoints (30,), found, detector name).
+
+    Detectors are tried in turn; each detection is refined from its own predictions and kept only if
+    plausible; of several, the largest. With none, the centred square, found=False."""
+    settings = framing["settings"]
+    for name, detect in detectors.items():
+        mapping = framing["detectors"].get(name)
+        rects = detect(gray) if mapping else []
+        if not rects:
+            continue
+        starts = [box_from_detection(rect, mapping) for rect in rects]
+        boxes, keypoints, moved = refine([gray] * len(starts), starts, predict, framing["mean_shape"],
+                                         settings["iterations"], settings["tolerance"])
+        faces = [index for index in range(len(rects))
+                 if plausible(rects[index], starts[index], boxes[index], keypoints[index], moved[index], framing)]
+        if faces:
+            best = max(faces, key=lambda index: boxes[index][2])
+            return boxes[best], keypoints[best], True, name
+    box = centred_box(gray.shape)
+    return box, predict(crop_face(gray, box)[None])[0], False, None
 
 
 def draw_keypoints(image, keypoints, box, found):
@@ -216,36 +164,33 @@ def _check_output_names(paths, out_dir):
         owners[target] = path
 
 
-def run(paths, model_8, model_30, out_dir, margin=DEFAULT_MARGIN, box=None, batch_size=32, log=warn):
+def run(paths, predict, framing, out_dir, box=None, log=warn):
     """Keypoints of every image: out_dir/keypoints.csv and out_dir/<stem>_keypoints.png; returns the table.
 
-    box: a square (x, y, side) used for every image instead of detection (face_found is then True:
-    the fallback was not needed).
+    predict: uint8 (n, 96, 96) -> merged keypoints (n, 30) in crop pixels (keypoints.predict.merged_predictor);
+    framing: load_framing's dict. box: a square (x, y, side) used for every image instead of detection
+    and framing (face_found is then True: the fallback was not needed).
     """
     paths = [Path(path) for path in paths]
     out_dir = Path(out_dir)
-    # Checked here too: where nothing is detected face_box never runs, and a bad margin would pass unseen.
-    _check_margin(margin)
     _check_output_names(paths, out_dir)
-    cascade = face_detector() if box is None else None
-    if box is None and cascade is None:
-        log(f"OpenCV {cv2.__version__} has no Haar face cascade (OpenCV 5 moved it out): "
-            "every image uses its centred square")
+    detectors = make_detectors(framing["settings"]["detectors"]) if box is None else {}
     rows = []
-    # Images are read a batch at a time: a directory of large photos would not fit in memory at once.
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        images = [read_image(path) for path in chunk]
-        grays = [to_gray(image) for image in images]
-        located = [(tuple(box), True) if box is not None else find_face(gray, margin, cascade) for gray in grays]
-        faces = np.stack([crop_face(gray, face) for gray, (face, _) in zip(grays, located)])
-        predictions = predict_merged(model_8, model_30, faces, batch_size)
-        for path, image, (face, found), prediction in zip(chunk, images, located, predictions):
-            keypoints = to_original(prediction, face)
-            if not found:
-                log(f"{path}: no face found, using the centred square (x={face[0]}, y={face[1]}, side={face[2]})")
-            save_image(output_image_path(out_dir, path), draw_keypoints(image, keypoints, face, found))
-            rows.append([str(path), bool(found), *face, *keypoints])
+    for number, path in enumerate(paths, start=1):
+        image = read_image(path)
+        gray = to_gray(image)
+        if box is not None:
+            face, found = tuple(box), True
+            keypoints_96 = predict(crop_face(gray, face)[None])[0]
+        else:
+            face, keypoints_96, found, _ = locate(gray, detectors, framing, predict)
+        keypoints = to_original(keypoints_96, face)
+        if not found:
+            log(f"{path}: no face found, using the centred square (x={face[0]}, y={face[1]}, side={face[2]})")
+        save_image(output_image_path(out_dir, path), draw_keypoints(image, keypoints, face, found))
+        rows.append([str(path), bool(found), *face, *keypoints])
+        if number % 100 == 0 or number == len(paths) > 100:
+            print(f"{number}/{len(paths)} images", file=sys.stderr, flush=True)
     frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
     fileio.save_csv(out_dir / "keypoints.csv", frame)
     return frame

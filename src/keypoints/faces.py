@@ -1,0 +1,71 @@
+"""Face detectors that install from the package registries with their weights inside.
+
+- haar: OpenCV's frontal-face Haar cascade (opencv-python ships the XML; OpenCV 5 dropped it);
+- hog: dlib's HOG + linear SVM frontal-face detector (built into dlib, from the `dlib-bin` wheel).
+
+Each is a function gray uint8 (H, W) -> list of rectangles (x, y, w, h) in that image's pixels. On the
+346 real photos of benchmarks/bench_photos.py each misses faces the other finds, so `keypoints detect`
+tries them in turn (params.yaml `framing.detectors`); dlib's CNN detector finds fewer of those small
+faces and takes ~20x longer (see README).
+"""
+from pathlib import Path
+
+import cv2
+
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+# Detection cost grows with the pixel count, and a face filling a photo needs no more detail than this.
+DETECTION_SIZE = 640
+# dlib's HOG window is 80x80 pixels: in small images a face may be smaller, so they are upsampled once.
+HOG_UPSAMPLE_BELOW = 400
+
+
+def _downscaled(gray):
+    scale = min(1.0, DETECTION_SIZE / max(gray.shape))
+    if scale == 1.0:
+        return gray, 1.0
+    return cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
+def haar_detector():
+    path = Path(cv2.data.haarcascades) / HAAR_FILE if hasattr(cv2, "data") else None
+    if path is None or not path.is_file() or not hasattr(cv2, "CascadeClassifier"):
+        raise ValueError(f"OpenCV {cv2.__version__} has no Haar face cascade (OpenCV 5 moved it out; "
+                         "requirements.txt pins OpenCV 4)")
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise ValueError(f"{path}: OpenCV could not load the Haar cascade")
+
+    def detect(gray):
+        small, scale = _downscaled(gray)
+        # Equalising makes the cascade's thresholds hold under dim or washed-out lighting.
+        rects = cascade.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        return [tuple(float(value) / scale for value in rect) for rect in rects]
+
+    return detect
+
+
+def hog_detector():
+    try:
+        import dlib
+    except ImportError as error:
+        raise ValueError("the hog face detector needs dlib: pip install dlib-bin (requirements.txt pins it)") from error
+    detector = dlib.get_frontal_face_detector()
+
+    def detect(gray):
+        small, scale = _downscaled(gray)
+        upsample = 1 if max(small.shape) < HOG_UPSAMPLE_BELOW else 0
+        return [(found.left() / scale, found.top() / scale, found.width() / scale, found.height() / scale)
+                for found in detector(small, upsample)]
+
+    return detect
+
+
+DETECTORS = {"haar": haar_detector, "hog": hog_detector}
+
+
+def make_detectors(names):
+    """{name: detect function} in the given order."""
+    unknown = [name for name in names if name not in DETECTORS]
+    if unknown:
+        raise ValueError(f"unknown face detectors {unknown}; known: {sorted(DETECTORS)}")
+    return {name: DETECTORS[name]() for name in names}
