@@ -1,0 +1,142 @@
+"""Every face of a video, followed from frame to frame with an id of its own.
+
+Detectors cost tens of milliseconds a frame, the models a few per face, so the detector runs only
+every `detect_every` frames, or at once when a face is lost. In between, each face's crop is cut from
+its keypoints in the frame before, framed as the training crops were (framing.box_from_keypoints): a
+face that moves a little between frames is still well inside it, and the crop follows it. All tracked
+faces of a frame are predicted in one batch. A detection continues the face whose box it overlaps
+most (intersection over union); one that continues none is refined (framing.refine) and, if plausible
+(infer.plausible), becomes a new face. A face is dropped when its keypoints stop looking like a face
+(further from the mean shape than framing.max_residual x the training faces' 99th percentile) or when
+`max_unconfirmed` detections in a row found nothing on it.
+"""
+import numpy as np
+
+from keypoints.framing import box_from_detection, box_from_keypoints, crop_face, refine, shape_residual, to_original
+from keypoints.infer import plausible
+
+
+def iou(first, second):
+    """Intersection over union of two square boxes (x, y, side)."""
+    (x1, y1, s1), (x2, y2, s2) = first, second
+    width = min(x1 + s1, x2 + s2) - max(x1, x2)
+    height = min(y1 + s1, y2 + s2) - max(y1, y2)
+    if width <= 0 or height <= 0:
+        return 0.0
+    overlap = width * height
+    return overlap / (s1 * s1 + s2 * s2 - overlap)
+
+
+def detect_faces(gray, detectors, framing):
+    """[(rectangle, first crop box), ...] from the first detector (in order) that finds any face."""
+    for name, detect in detectors.items():
+        mapping = framing["detectors"].get(name)
+        rects = detect(gray) if mapping else []
+        if rects:
+            return [(tuple(rect), box_from_detection(rect, mapping)) for rect in rects]
+    return []
+
+
+def face_like(keypoints_96, framing):
+    """Whether crop keypoints lie as close to the mean shape as framing allows (and are all numbers)."""
+    if not np.isfinite(keypoints_96).all():
+        return False
+    limit = framing["settings"]["max_residual"] * framing["residuals"]["q99"]
+    try:
+        return shape_residual(keypoints_96, framing["mean_shape"]) <= limit
+    except ValueError:
+        return False
+
+
+def match(track_boxes, detection_boxes, threshold):
+    """Greedy pairs (track index, detection index), the best overlap first, each at least `threshold`."""
+    pairs = sorted(((iou(box, detection), track, index) for track, box in enumerate(track_boxes)
+                    for index, detection in enumerate(detection_boxes)), reverse=True)
+    used_tracks, used_detections, matched = set(), set(), []
+    for overlap, track, index in pairs:
+        if overlap < threshold or overlap <= 0:
+            break
+        if track not in used_tracks and index not in used_detections:
+            used_tracks.add(track)
+            used_detections.add(index)
+            matched.append((track, index))
+    return matched
+
+
+class FaceTracker:
+    """Call `update(gray, time_s)` once per frame; it returns that frame's faces, oldest id first, each
+    {"face_id", "box" (the crop the models saw), "keypoints" (30, original pixels, smoothed if a filter
+    was given), "raw" (the same unsmoothed)}.
+
+    detectors: {name: gray -> rectangles}, tried in order (keypoints.faces.make_detectors); predict:
+    uint8 (n, 96, 96) -> crop keypoints (n, 30); framing: infer.load_framing's dict; make_filter: None,
+    or a function of no arguments returning a filter (values, time_s) -> smoothed values, one per face."""
+
+    def __init__(self, detectors, predict, framing, detect_every, match_iou, max_unconfirmed, make_filter=None):
+        if int(detect_every) < 1 or int(max_unconfirmed) < 1:
+            raise ValueError(f"detect_every and max_unconfirmed must be at least 1, not {detect_every}, {max_unconfirmed}")
+        self.detectors, self.predict, self.framing = detectors, predict, framing
+        self.detect_every, self.match_iou, self.max_unconfirmed = int(detect_every), float(match_iou), int(max_unconfirmed)
+        self.make_filter = make_filter
+        self.tracks = []  # dicts: id, box, keypoints_96, unconfirmed, filter
+        self.next_id = 1
+        self.since_detection = None  # frames since the detector last ran; None: never
+        self.detections = 0  # how many times the detector ran
+
+    def _follow(self, gray):
+        """Re-frame each face from its last keypoints and predict them all in one batch; drop the lost."""
+        kept, crops = [], []
+        for track in self.tracks:
+            try:
+                box = box_from_keypoints(to_original(track["keypoints_96"], track["box"]), self.framing["mean_shape"])
+                crops.append(crop_face(gray, box))
+            except ValueError:  # not face-shaped, or its box left the image
+                continue
+            kept.append(dict(track, box=box))
+        lost = len(kept) < len(self.tracks)
+        if kept:
+            for track, keypoints_96 in zip(kept, self.predict(np.stack(crops))):
+                track["keypoints_96"] = np.asarray(keypoints_96, np.float64)
+        faces = [track for track in kept if face_like(track["keypoints_96"], self.framing)]
+        self.tracks = faces
+        return lost or len(faces) < len(kept)
+
+    def _detect(self, gray):
+        self.detections += 1
+        self.since_detection = 0
+        found = detect_faces(gray, self.detectors, self.framing)
+        matched = match([track["box"] for track in self.tracks], [start for _, start in found], self.match_iou)
+        confirmed = {track for track, _ in matched}
+        for index, track in enumerate(self.tracks):
+            track["unconfirmed"] = 0 if index in confirmed else track["unconfirmed"] + 1
+        self.tracks = [track for track in self.tracks if track["unconfirmed"] < self.max_unconfirmed]
+        new = [found[index] for index in sorted(set(range(len(found))) - {index for _, index in matched})]
+        if not new:
+            return
+        settings = self.framing["settings"]
+        boxes, keypoints, moved = refine([gray] * len(new), [start for _, start in new], self.predict,
+                                         self.framing["mean_shape"], settings["iterations"], settings["tolerance"])
+        for (rect, start), box, keypoints_96, distance in zip(new, boxes, keypoints, moved):
+            if not (face_like(keypoints_96, self.framing)
+                    and plausible(rect, start, box, keypoints_96, distance, self.framing)):
+                continue
+            # Two detections of one face, or one of a face already followed: keep the first.
+            if any(iou(box, track["box"]) >= self.match_iou for track in self.tracks):
+                continue
+            self.tracks.append({"id": self.next_id, "box": tuple(box), "keypoints_96": np.asarray(keypoints_96, np.float64),
+                                "unconfirmed": 0, "filter": self.make_filter() if self.make_filter else None})
+            self.next_id += 1
+
+    def update(self, gray, time_s):
+        lost = self._follow(gray) if self.tracks else False
+        due = self.since_detection is None or self.since_detection + 1 >= self.detect_every
+        if due or lost:
+            self._detect(gray)
+        else:
+            self.since_detection += 1
+        faces = []
+        for track in self.tracks:
+            raw = to_original(track["keypoints_96"], track["box"])
+            smoothed = track["filter"](raw, time_s) if track["filter"] else raw
+            faces.append({"face_id": track["id"], "box": track["box"], "keypoints": smoothed, "raw": raw})
+        return faces
