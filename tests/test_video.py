@@ -18,7 +18,7 @@ from keypoints import cli, video
 from keypoints.columns import KEYPOINT_COLUMNS
 from keypoints.framing import learn_detector_mapping
 from keypoints.smoothing import OneEuroFilter
-from keypoints.video_tracking import FaceTracker, iou, match
+from keypoints.video_tracking import FaceTracker, detect_faces, iou, match
 from test_framing import LEVELS, MEAN_SHAPE, draw_discs, to_original
 
 SHAPE = (240, 320)
@@ -107,6 +107,16 @@ def test_box_overlap_and_matching():
     assert iou((0, 0, 10), (5, 0, 10)) == pytest.approx(50 / 150)
     assert iou((0, 0, 10), (10, 0, 10)) == 0.0
     assert match([(0, 0, 10), (100, 0, 10)], [(101, 0, 10), (50, 50, 10), (1, 1, 10)], 0.3) == [(1, 0), (0, 2)]
+
+
+def test_every_detector_runs_and_a_face_found_twice_counts_once():
+    identity = {"scale": 1.0, "dx": 0.0, "dy": 0.0}
+    framing = {**FRAMING, "detectors": {"first": identity, "second": identity, "unmapped": None}}
+    detectors = {"first": lambda gray: [(0, 0, 50, 50)], "second": lambda gray: [(2, 1, 50, 50), (100, 100, 40, 40)],
+                 "unmapped": pytest.fail}  # a detector the framing has no mapping for is not run
+    found = detect_faces(None, detectors, framing, 0.3)
+    assert [rect for rect, _ in found] == [(0, 0, 50, 50), (100, 100, 40, 40)]
+    assert [box for _, box in found] == [(0, 0, 50), (100, 100, 40)]
 
 
 def test_two_faces_keep_their_ids_and_land_on_the_truth():

@@ -5,7 +5,7 @@ every `detect_every` frames, or at once when a face is lost. In between, each fa
 its keypoints in the frame before, framed as the training crops were (framing.box_from_keypoints): a
 face that moves a little between frames is still well inside it, and the crop follows it. All tracked
 faces of a frame are predicted in one batch. A detection continues the face whose box it overlaps
-most (intersection over union); one that continues none is refined (framing.refine) and, if plausible
+most (intersection over union; every detector runs, each finds faces the others miss); one that continues none is refined (framing.refine) and, if plausible
 (infer.plausible), becomes a new face. A face is dropped when its keypoints stop looking like a face
 (further from the mean shape than framing.max_residual x the training faces' 99th percentile) or when
 `max_unconfirmed` detections in a row found nothing on it.
@@ -27,14 +27,18 @@ def iou(first, second):
     return overlap / (s1 * s1 + s2 * s2 - overlap)
 
 
-def detect_faces(gray, detectors, framing):
-    """[(rectangle, first crop box), ...] from the first detector (in order) that finds any face."""
+def detect_faces(gray, detectors, framing, overlap):
+    """[(rectangle, first crop box), ...] of every detector, in order; a face a detector before found
+    already (crop boxes overlapping at least `overlap`) is not repeated. Each detector misses faces the
+    other finds, and in a video a missed face stays missed, so all of them run (only every few frames)."""
+    found = []
     for name, detect in detectors.items():
         mapping = framing["detectors"].get(name)
-        rects = detect(gray) if mapping else []
-        if rects:
-            return [(tuple(rect), box_from_detection(rect, mapping)) for rect in rects]
-    return []
+        for rect in (detect(gray) if mapping else []):
+            start = box_from_detection(rect, mapping)
+            if all(iou(start, known) < overlap for _, known in found):
+                found.append((tuple(rect), start))
+    return found
 
 
 def face_like(keypoints_96, framing):
@@ -104,7 +108,7 @@ class FaceTracker:
     def _detect(self, gray):
         self.detections += 1
         self.since_detection = 0
-        found = detect_faces(gray, self.detectors, self.framing)
+        found = detect_faces(gray, self.detectors, self.framing, self.match_iou)
         matched = match([track["box"] for track in self.tracks], [start for _, start in found], self.match_iou)
         confirmed = {track for track, _ in matched}
         for index, track in enumerate(self.tracks):
