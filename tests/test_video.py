@@ -244,3 +244,11 @@ def test_show_without_a_display_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="display|GUI"):
         video.check_display()
 
+
+
+def test_progress_is_reported_on_long_videos(tmp_path):
+    source = write_video(tmp_path / "long.mkv", [frame_of(frame) for frame in two_faces(25)], fourcc="FFV1")
+    messages = []
+    video.process(source, tracker(), tmp_path / "out", progress_every=10, log=messages.append)
+    assert [message.split(": ")[1].split(",")[0] for message in messages] == ["10 frames", "20 frames"]
+    assert all("frames/s" in message for message in messages)

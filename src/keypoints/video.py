@@ -152,6 +152,8 @@ def process(source, tracker, out_dir, show=False, progress_every=100, log=None):
                 writer.release()
     finally:
         capture.release()
+        if show:
+            cv2.destroyWindow("keypoints")
     table = pd.DataFrame(rows, columns=CSV_COLUMNS)
     fileio.save_csv(csv_path, table)
     return table, count
