@@ -9,7 +9,8 @@ Scores, as its SOURCES.md defines them: RMSE in 96-px face units (each coordinat
 face_size), NME (mean point error / outer-eye distance) and failures (NME > 0.10). Each method:
 - `before`: the previous command: the largest Haar face, its square enlarged by 10%, one prediction;
 - `haar`, `hog`, `haar+hog`: `keypoints detect`'s locate with those detectors (learned framing, refined);
-- `haar+hog, 1 round`: the same without re-framing from the predictions.
+- `haar+hog` with one change: the mean-shape framing without the learned correction, or 1, 2 or 5
+  predictions per face instead of framing.iterations.
 Also: the same models on the 96x96 training crops of the same faces (the accuracy to keep), time per
 photo at the photos' size and letterboxed to 640x480, faces "found" in images without one, and the
 seed baseline's training images/s measured in the same run. Writes benchmarks/results/photos.json.
@@ -105,20 +106,25 @@ def main():
     predict(np.zeros((1, 96, 96), np.uint8))  # trace the graph before timing
 
     results = {}
-    methods = {
-        "before": lambda gray: before(gray, detectors["haar"], predict),
-        "haar": None, "hog": None, "haar+hog": None, "haar+hog, 1 round": None,
-    }
-    for method in methods:
-        names = ["haar", "hog"] if method.startswith("haar+hog") else [method]
-        settings = dict(framing["settings"], iterations=1 if "1 round" in method else framing["settings"]["iterations"])
-        method_framing = dict(framing, settings=settings)
-        chosen = {name: detectors[name] for name in names if name in detectors}
+    # (name, detectors, settings and framing overrides): the command's way, then one change at a time.
+    methods = [
+        ("before", ["haar"], {}),
+        ("haar", ["haar"], {}), ("hog", ["hog"], {}),
+        ("haar+hog", ["haar", "hog"], {}),
+        ("haar+hog, mean-shape framing", ["haar", "hog"], {"correction": None}),
+        ("haar+hog, 1 prediction", ["haar", "hog"], {"iterations": 1}),
+        ("haar+hog, 2 predictions", ["haar", "hog"], {"iterations": 2}),
+        ("haar+hog, 5 predictions", ["haar", "hog"], {"iterations": 5}),
+    ]
+    for method, names, overrides in methods:
+        settings = {**framing["settings"], **{key: value for key, value in overrides.items() if key in framing["settings"]}}
+        method_framing = {**framing, **{key: value for key, value in overrides.items() if key in framing}, "settings": settings}
+        chosen = {name: detectors[name] for name in names}
         predicted, found, seconds = [], [], 0.0
         for gray in grays:
             started = time.perf_counter()
             if method == "before":
-                box, keypoints_96, is_face = methods[method](gray)
+                box, keypoints_96, is_face = before(gray, detectors["haar"], predict)
             else:
                 box, keypoints_96, is_face, _ = locate(gray, chosen, method_framing, predict)
             seconds += time.perf_counter() - started
@@ -127,7 +133,7 @@ def main():
         summary, nme = scores(np.array(predicted), truth)
         summary.update(found=int(np.sum(found)), ms_per_photo=1000 * seconds / len(grays))
         results[method] = summary
-        print(f"{method:20s} RMSE {summary['rmse_96']:.2f} px (8: {summary['rmse_96_eight']:.2f}), NME "
+        print(f"{method:30s} RMSE {summary['rmse_96']:.2f} px (8: {summary['rmse_96_eight']:.2f}), NME "
               f"{summary['nme_mean']:.3f} (median {summary['nme_median']:.3f}), {summary['failures']} failures, "
               f"{summary['found']} found, {summary['ms_per_photo']:.1f} ms/photo", flush=True)
 

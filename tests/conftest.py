@@ -29,6 +29,8 @@ TINY_PARAMS = {
 
 # The reference settings of params.yaml: tests build models from them, overriding only what they size down.
 REFERENCE = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]
+# params.yaml's framing settings, as the framing stage copies them into models/framing.json.
+FRAMING_SETTINGS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["framing"]
 
 
 def model_settings(**overrides):

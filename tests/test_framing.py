@@ -13,6 +13,7 @@ from keypoints.faces import make_detectors
 from keypoints.framing import (
     box_from_detection,
     box_from_keypoints,
+    learn_correction,
     box_moved,
     learn_detector_mapping,
     learn_framing,
@@ -22,6 +23,8 @@ from keypoints.framing import (
 )
 from keypoints.infer import locate
 from keypoints.synthetic import draw_faces
+
+from conftest import FRAMING_SETTINGS
 
 _, SYNTHETIC_KEYPOINTS = draw_faces(1, seed=3)
 MEAN_SHAPE = SYNTHETIC_KEYPOINTS[0].astype(np.float64)  # where the "training faces" have their keypoints
@@ -74,6 +77,31 @@ def test_box_from_keypoints_inverts_the_mapping_to_the_image():
         box_from_keypoints(to_original(-MEAN_SHAPE, (0, 0, 96)), MEAN_SHAPE)
 
 
+def turned_faces(turns):
+    """Crop keypoints of faces turned by `turns` (-1..1): a turned face's keypoints sit off the centre of
+    its crop (which is centred on the whole head), by 6 px at the most, and its far eye looks narrower."""
+    narrower = np.zeros(30)
+    narrower[[2, 6, 10]] = -2.0  # the left eye's inner, outer corners and brow ends move towards its centre
+    narrower[[4, 8, 12]] = 2.0
+    sideways = np.tile([6.0, 0.0], 15)
+    return MEAN_SHAPE + np.outer(turns, narrower + sideways)
+
+
+def test_the_learned_correction_finds_a_turned_face_s_crop_where_the_mean_shape_fit_cannot():
+    training = turned_faces(np.random.default_rng(0).uniform(-1, 1, 400))
+    mean_shape = training.mean(axis=0)
+    correction = learn_correction(training, mean_shape, FRAMING_SETTINGS["correction_ridge"])
+    for turn in (-1.0, -0.5, 0.0, 0.8):
+        box = (37, 51, 130)
+        keypoints = to_original(turned_faces([turn])[0], box)  # where the face is in a larger image
+        assert box_moved(box, box_from_keypoints(keypoints, mean_shape, correction)) <= 1.0, turn
+        if abs(turn) >= 0.8:
+            assert box_moved(box, box_from_keypoints(keypoints, mean_shape)) >= 3.0, "the plain fit centres the points"
+    with_gaps = to_original(turned_faces([0.5])[0], (37, 51, 130))
+    with_gaps[4:20] = np.nan  # unknown points: the plain fit, which leaves them out
+    assert box_from_keypoints(with_gaps, mean_shape, correction) == box_from_keypoints(with_gaps, mean_shape)
+
+
 def test_detection_mapping_is_learned_from_crops_and_applied_to_rectangles():
     # A "detector" that always answers the middle 60x60 of the padded crop: the mapping must undo it.
     def middle(image):
@@ -106,7 +134,7 @@ def test_a_wandering_prediction_is_no_face():
     canvas, _, framing_box = placed(2.0, (150, 90))
     framing = {"mean_shape": MEAN_SHAPE.tolist(), "residuals": {"q99": 5.0},
                "detectors": {"box": {"scale": 1.0, "dx": 0.0, "dy": 0.0}},
-               "settings": {"iterations": 4, "tolerance": 0.5, "max_residual": 2.0}}
+               "settings": {**FRAMING_SETTINGS, "iterations": 4}}
     rect = tuple(float(value) for value in (framing_box[0], framing_box[1], framing_box[2], framing_box[2]))
     detectors = {"box": lambda gray: [rect]}
     box, _, found, name = locate(canvas, detectors, framing, read_discs)
@@ -133,7 +161,7 @@ def test_no_detector_finds_a_face_in_a_blank_or_noise_image(image):
 
 def test_learned_framing_of_synthetic_faces():
     images, keypoints = draw_faces(40, seed=5)
-    framing = learn_framing(images, keypoints, make_detectors(["haar"]))
+    framing = learn_framing(images, keypoints, make_detectors(["haar"]), FRAMING_SETTINGS["correction_ridge"])
     np.testing.assert_allclose(framing["mean_shape"], keypoints.mean(axis=0), atol=1e-4)
     assert 0 < framing["residuals"]["q50"] <= framing["residuals"]["q99"] <= framing["residuals"]["q100"]
     assert framing["found"]["haar"] > 0.5, "Haar finds most drawn faces"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import model_settings
+from conftest import FRAMING_SETTINGS, model_settings
 from keypoints import cli, framing, infer
 from keypoints.faces import make_detectors
 from keypoints.predict import merged_predictor
@@ -74,7 +74,7 @@ FRAMING = {
     "residuals": {"q50": 1.0, "q90": 2.0, "q99": 3.0, "q100": 4.0},
     "detectors": {name: {"scale": 1.0, "dx": 0.0, "dy": 0.0} for name in ("haar", "hog")},
     "found": {"haar": 1.0, "hog": 1.0},
-    "settings": {"detectors": ["haar", "hog"], "learn_faces": 10, "iterations": 3, "tolerance": 0.5, "max_residual": 2.0},
+    "settings": {**FRAMING_SETTINGS, "learn_faces": 10},
 }
 
 

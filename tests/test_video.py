@@ -12,9 +12,10 @@ import pytest
 
 from keypoints import video
 from keypoints.columns import KEYPOINT_COLUMNS
-from keypoints.framing import learn_detector_mapping
+from keypoints.framing import first_boxes, iou, learn_detector_mapping
 from keypoints.smoothing import OneEuroFilter
-from keypoints.video_tracking import FaceTracker, detect_faces, iou, match
+from keypoints.video_tracking import FaceTracker, match
+from conftest import FRAMING_SETTINGS
 from test_framing import LEVELS, MEAN_SHAPE, draw_discs, to_original
 
 SHAPE = (240, 320)
@@ -44,7 +45,7 @@ def find_disc_faces(gray):
 MAPPING, _ = learn_detector_mapping(draw_discs((96, 96), MEAN_SHAPE, 3.0)[None], find_disc_faces)
 FRAMING = {"mean_shape": MEAN_SHAPE.tolist(), "residuals": {"q50": 0.5, "q90": 1.0, "q99": 1.5, "q100": 2.0},
            "detectors": {"discs": MAPPING},
-           "settings": {"detectors": ["discs"], "iterations": 4, "tolerance": 0.5, "max_residual": 2.0}}
+           "settings": {**FRAMING_SETTINGS, "detectors": ["discs"], "iterations": 4}}
 
 
 def face_at(x, y):
@@ -105,14 +106,14 @@ def test_box_overlap_and_matching():
     assert match([(0, 0, 10), (100, 0, 10)], [(101, 0, 10), (50, 50, 10), (1, 1, 10)], 0.3) == [(1, 0), (0, 2)]
 
 
-def test_every_detector_runs_and_a_face_found_twice_counts_once():
+def test_every_detector_runs_and_a_face_found_twice_counts_once_its_boxes_averaged():
     identity = {"scale": 1.0, "dx": 0.0, "dy": 0.0}
     framing = {**FRAMING, "detectors": {"first": identity, "second": identity, "unmapped": None}}
     detectors = {"first": lambda gray: [(0, 0, 50, 50)], "second": lambda gray: [(2, 1, 50, 50), (100, 100, 40, 40)],
                  "unmapped": pytest.fail}  # a detector the framing has no mapping for is not run
-    found = detect_faces(None, detectors, framing, 0.3)
+    found = first_boxes(None, detectors, framing, 0.3)
     assert [rect for rect, _ in found] == [(0, 0, 50, 50), (100, 100, 40, 40)]
-    assert [box for _, box in found] == [(0, 0, 50), (100, 100, 40)]
+    assert [box for _, box in found] == [(1, 0, 50), (100, 100, 40)]  # (0, 0, 50) and (2, 1, 50) averaged
 
 
 def test_two_faces_keep_their_ids_and_land_on_the_truth():

@@ -81,9 +81,50 @@ def fit_to_shape(keypoints, mean_shape):
     return scale, float(shift[0]), float(shift[1])
 
 
-def box_from_keypoints(keypoints, mean_shape):
-    """The training framing of a face: the box that puts its keypoints where the mean shape has them."""
+def shape_features(keypoints, mean_shape):
+    """The face's shape in the mean shape's frame (scale and shift fitted away), less the mean shape:
+    what is left is pose and build (a turned head has its eyes closer on one side), 30 values."""
     scale, shift_x, shift_y = fit_to_shape(keypoints, mean_shape)
+    if not scale > 0:
+        raise ValueError("keypoints that are not face-shaped (mirrored or collapsed) have no framing")
+    points = np.asarray(keypoints, np.float64).reshape(POINTS, 2)
+    normalised = (points - (shift_x, shift_y)) / scale
+    return normalised.reshape(-1) - np.asarray(mean_shape, np.float64), (scale, shift_x, shift_y)
+
+
+def learn_correction(keypoints, mean_shape, ridge):
+    """Where the training crop really is, given a face's shape: a ridge regression from shape_features to
+    the crop's offset and log-scale in the mean shape's frame, learned on training keypoints (M, 30) in
+    crop pixels. The mean-shape fit alone centres the 15 keypoints, but a training crop is centred on all
+    68 landmarks, jaw included: a turned face's crop sits off its keypoints' centre, and its shape says by
+    how much. Returns 31 rows (30 weights and a constant) of 3 columns (offset x, offset y, log scale)."""
+    features, targets = [], []
+    for row in np.asarray(keypoints, np.float64):
+        shape, (scale, shift_x, shift_y) = shape_features(row, mean_shape)
+        features.append(shape)
+        # The crop is the frame where the keypoints are: crop coordinate c lies at (c - shift) / scale there.
+        targets.append((-shift_x / scale, -shift_y / scale, -np.log(scale)))
+    design = np.c_[np.array(features), np.ones(len(features))]
+    penalty = ridge * np.eye(design.shape[1])
+    penalty[-1, -1] = 0.0  # the constant is not shrunk
+    weights = np.linalg.solve(design.T @ design + penalty, design.T @ np.array(targets))
+    return weights.round(6).tolist()
+
+
+def crop_frame(keypoints, mean_shape, correction=None):
+    """(scale, shift_x, shift_y) with which crop coordinate c lies at shift + scale * c in the image: the
+    training framing of a face with these keypoints (image pixels). Without a correction (or with unknown
+    points), the box that puts the keypoints where the mean shape has them."""
+    if correction is None or not np.isfinite(keypoints).all():
+        return fit_to_shape(keypoints, mean_shape)
+    shape, (scale, shift_x, shift_y) = shape_features(keypoints, mean_shape)
+    offset_x, offset_y, log_scale = np.append(shape, 1.0) @ np.asarray(correction, np.float64)
+    return scale * float(np.exp(log_scale)), shift_x + scale * offset_x, shift_y + scale * offset_y
+
+
+def box_from_keypoints(keypoints, mean_shape, correction=None):
+    """The training framing of a face, as a box (see crop_frame)."""
+    scale, shift_x, shift_y = crop_frame(keypoints, mean_shape, correction)
     if not scale > 0:
         raise ValueError("keypoints that are not face-shaped (mirrored or collapsed) have no framing")
     # Image coordinate = x + (c + 0.5) * side / 96 - 0.5 = shift + scale * c, with scale = side / 96.
@@ -109,6 +150,41 @@ def box_from_detection(rect, mapping):
     return whole_box(centre_x - side / 2, centre_y - side / 2, side)
 
 
+def iou(first, second):
+    """Intersection over union of two square boxes (x, y, side)."""
+    (x1, y1, s1), (x2, y2, s2) = first, second
+    width = min(x1 + s1, x2 + s2) - max(x1, x2)
+    height = min(y1 + s1, y2 + s2) - max(y1, y2)
+    if width <= 0 or height <= 0:
+        return 0.0
+    overlap = width * height
+    return overlap / (s1 * s1 + s2 * s2 - overlap)
+
+
+def first_boxes(gray, detectors, framing, overlap):
+    """[(rectangle, first crop box), ...] of the faces every detector finds, each face once. Where several
+    detectors find one face (crop boxes overlapping at least `overlap`), its box is their average (centre
+    and log side): each detector misplaces a face its own way, and the average lies nearer the training
+    crop. The rectangle is the first detector's."""
+    faces = []  # (rectangle, {detector name: its box})
+    for name, detect in detectors.items():
+        mapping = framing["detectors"].get(name)
+        for rect in (detect(gray) if mapping else []):
+            start = box_from_detection(rect, mapping)
+            same = next((boxes for _, boxes in faces if iou(start, next(iter(boxes.values()))) >= overlap), None)
+            if same is None:
+                faces.append((tuple(rect), {name: start}))
+            else:
+                same.setdefault(name, start)
+    found = []
+    for rect, boxes in faces:
+        boxes = np.array(list(boxes.values()), np.float64)
+        centre = (boxes[:, :2] + boxes[:, 2:] / 2).mean(axis=0)
+        side = float(np.exp(np.log(boxes[:, 2]).mean()))
+        found.append((rect, whole_box(centre[0] - side / 2, centre[1] - side / 2, side)))
+    return found
+
+
 def box_moved(old, new):
     """How far a box moved, in pixels of its 96x96 crop: the largest shift of a corner."""
     scale = IMAGE_SIZE / old[2]
@@ -116,12 +192,15 @@ def box_moved(old, new):
                abs(new[0] + new[2] - old[0] - old[2]), abs(new[1] + new[2] - old[1] - old[2])) * scale
 
 
-def refine(grays, boxes, predict, mean_shape, iterations, tolerance):
+def refine(grays, boxes, predict, mean_shape, iterations, tolerance, correction=None):
     """Re-frame each face from its own predictions until its box moves less than `tolerance` crop pixels
     (or `iterations` predictions were made). All faces are predicted together, one batch per round.
 
+    Few rounds, not a search for a fixed point: a model that misjudges a face's size or place by a few
+    percent misjudges it again in the re-framed crop, so each round moves the box the same way again.
+
     grays: one image per face; boxes: each face's first box; predict: uint8 (n, 96, 96) -> (n, 30)
-    crop keypoints. Returns (the boxes last predicted from, their keypoints in crop pixels (n, 30), how far
+    crop keypoints; correction: learn_correction's, or None. Returns (the boxes last predicted from, their keypoints in crop pixels (n, 30), how far
     each box would move in the next round (n,), in crop pixels)."""
     boxes = [tuple(box) for box in boxes]
     used = list(boxes)
@@ -134,7 +213,7 @@ def refine(grays, boxes, predict, mean_shape, iterations, tolerance):
         for index in active:
             used[index] = boxes[index]
             try:
-                new = box_from_keypoints(to_original(keypoints[index], boxes[index]), mean_shape)
+                new = box_from_keypoints(to_original(keypoints[index], boxes[index]), mean_shape, correction)
             except ValueError:  # not face-shaped: the caller's plausibility check decides
                 settled[index] = True
                 continue
@@ -169,12 +248,13 @@ def learn_detector_mapping(images, detect):
     return {"scale": float(scale), "dx": float(dx), "dy": float(dy)}, found
 
 
-def learn_framing(images, keypoints, detectors):
+def learn_framing(images, keypoints, detectors, ridge):
     """The framing of the training faces: images uint8 (N, 96, 96), keypoints (M, 30) of fully
-    labelled faces in crop pixels, detectors {name: detect function}.
+    labelled faces in crop pixels, detectors {name: detect function}, ridge: learn_correction's.
 
     Returns {"mean_shape": 30 values, "residuals": quantiles of the training faces' distance from it,
-    "detectors": {name: mapping or None, ...}, "found": {name: share of crops detected}}."""
+    "correction": learn_correction's weights, "detectors": {name: mapping or None, ...},
+    "found": {name: share of crops detected}}."""
     keypoints = np.asarray(keypoints, np.float64)
     if len(keypoints) == 0 or not np.isfinite(keypoints).all():
         raise ValueError("learning the framing needs fully labelled training keypoints, without NaN")
@@ -182,7 +262,7 @@ def learn_framing(images, keypoints, detectors):
     residuals = np.array([shape_residual(row, mean_shape) for row in keypoints])
     framing = {"mean_shape": mean_shape.round(4).tolist(),
                "residuals": {f"q{q}": float(np.quantile(residuals, q / 100)) for q in (50, 90, 99, 100)},
-               "detectors": {}, "found": {}}
+               "correction": learn_correction(keypoints, mean_shape, ridge), "detectors": {}, "found": {}}
     for name, detect in detectors.items():
         framing["detectors"][name], framing["found"][name] = learn_detector_mapping(images, detect)
     return framing

@@ -14,7 +14,7 @@ import pandas as pd
 from keypoints import fileio
 from keypoints.columns import EIGHT_COLUMNS, IMAGE_SIZE, KEYPOINT_COLUMNS
 from keypoints.faces import make_detectors
-from keypoints.framing import box_from_detection, centred_box, crop_face, refine, shape_residual, to_original
+from keypoints.framing import centred_box, crop_face, first_boxes, refine, shape_residual, to_original
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 CSV_COLUMNS = ["file", "face_found", "box_x", "box_y", "box_size"] + KEYPOINT_COLUMNS
@@ -96,12 +96,13 @@ def load_framing(path):
 
 def plausible(rect, start, box, keypoints_96, moved, framing):
     """Whether a refined detection is a face: its keypoints lie no further from the mean shape than
-    the training faces do (times framing.max_residual), its framing settled, and it stayed on the
-    detection (a face's framing moves little from where the detector put it; nonsense wanders)."""
+    the training faces do (times framing.max_residual), its box is settling (the last prediction would
+    move it at most framing.max_move crop pixels: a face's framing moves a few, nonsense wanders on), and
+    it stayed on the detection."""
     settings = framing["settings"]
     if shape_residual(keypoints_96, framing["mean_shape"]) > settings["max_residual"] * framing["residuals"]["q99"]:
         return False
-    if not moved <= 4 * settings["tolerance"]:
+    if not moved <= settings["max_move"]:
         return False
     x, y, w, h = rect
     centre_x, centre_y = box[0] + box[2] / 2, box[1] + box[2] / 2
@@ -111,22 +112,21 @@ def plausible(rect, start, box, keypoints_96, moved, framing):
 def locate(gray, detectors, framing, predict):
     """The face of a photo, framed as in training: (box, crop keypoints (30,), found, detector name).
 
-    Detectors are tried in turn; each detection is refined from its own predictions and kept only if
-    plausible; of several, the largest. With none, the centred square, found=False."""
+    Every detector runs (framing.first_boxes merges their boxes of one face); each face is refined from
+    its own predictions and kept only if plausible; of several, the largest detection. With none, the centred
+    square, found=False."""
     settings = framing["settings"]
-    for name, detect in detectors.items():
-        mapping = framing["detectors"].get(name)
-        rects = detect(gray) if mapping else []
-        if not rects:
-            continue
-        starts = [box_from_detection(rect, mapping) for rect in rects]
+    faces = first_boxes(gray, detectors, framing, settings["merge_overlap"])
+    if faces:
+        starts = [start for _, start in faces]
         boxes, keypoints, moved = refine([gray] * len(starts), starts, predict, framing["mean_shape"],
-                                         settings["iterations"], settings["tolerance"])
-        faces = [index for index in range(len(rects))
-                 if plausible(rects[index], starts[index], boxes[index], keypoints[index], moved[index], framing)]
-        if faces:
-            best = max(faces, key=lambda index: boxes[index][2])
-            return boxes[best], keypoints[best], True, name
+                                         settings["iterations"], settings["tolerance"], framing.get("correction"))
+        plausible_faces = [index for index, (rect, start) in enumerate(faces)
+                           if plausible(rect, start, boxes[index], keypoints[index], moved[index], framing)]
+        if plausible_faces:
+            # A photo's one face: the largest detection (its refined box can outgrow a larger face's).
+            best = max(plausible_faces, key=lambda index: starts[index][2])
+            return boxes[best], keypoints[best], True, "+".join(name for name in detectors)
     box = centred_box(gray.shape)
     return box, predict(crop_face(gray, box)[None])[0], False, None
 

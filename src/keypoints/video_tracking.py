@@ -5,40 +5,16 @@ every `detect_every` frames, or at once when a face is lost. In between, each fa
 its keypoints in the frame before, framed as the training crops were (framing.box_from_keypoints): a
 face that moves a little between frames is still well inside it, and the crop follows it. All tracked
 faces of a frame are predicted in one batch. A detection continues the face whose box it overlaps
-most (intersection over union; every detector runs, each finds faces the others miss); one that continues none is refined (framing.refine) and, if plausible
-(infer.plausible), becomes a new face. A face is dropped when its keypoints stop looking like a face
+most (intersection over union; every detector runs, each finds faces the others miss, and
+framing.first_boxes merges theirs). Every detection is refined (framing.refine): one that continues a
+face re-anchors its box, one that continues none becomes a new face if plausible (infer.plausible). A face is dropped when its keypoints stop looking like a face
 (further from the mean shape than framing.max_residual x the training faces' 99th percentile) or when
 `max_unconfirmed` detections in a row found nothing on it.
 """
 import numpy as np
 
-from keypoints.framing import box_from_detection, box_from_keypoints, crop_face, refine, shape_residual, to_original
+from keypoints.framing import box_from_keypoints, crop_face, first_boxes, iou, refine, shape_residual, to_original
 from keypoints.infer import plausible
-
-
-def iou(first, second):
-    """Intersection over union of two square boxes (x, y, side)."""
-    (x1, y1, s1), (x2, y2, s2) = first, second
-    width = min(x1 + s1, x2 + s2) - max(x1, x2)
-    height = min(y1 + s1, y2 + s2) - max(y1, y2)
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    return overlap / (s1 * s1 + s2 * s2 - overlap)
-
-
-def detect_faces(gray, detectors, framing, overlap):
-    """[(rectangle, first crop box), ...] of every detector, in order; a face a detector before found
-    already (crop boxes overlapping at least `overlap`) is not repeated. Each detector misses faces the
-    other finds, and in a video a missed face stays missed, so all of them run (only every few frames)."""
-    found = []
-    for name, detect in detectors.items():
-        mapping = framing["detectors"].get(name)
-        for rect in (detect(gray) if mapping else []):
-            start = box_from_detection(rect, mapping)
-            if all(iou(start, known) < overlap for _, known in found):
-                found.append((tuple(rect), start))
-    return found
 
 
 def face_like(keypoints_96, framing):
@@ -92,7 +68,8 @@ class FaceTracker:
         kept, crops = [], []
         for track in self.tracks:
             try:
-                box = box_from_keypoints(to_original(track["keypoints_96"], track["box"]), self.framing["mean_shape"])
+                box = box_from_keypoints(to_original(track["keypoints_96"], track["box"]), self.framing["mean_shape"],
+                                         self.framing.get("correction"))
                 crops.append(crop_face(gray, box))
             except ValueError:  # not face-shaped, or its box left the image
                 continue
@@ -108,26 +85,35 @@ class FaceTracker:
     def _detect(self, gray):
         self.detections += 1
         self.since_detection = 0
-        found = detect_faces(gray, self.detectors, self.framing, self.match_iou)
+        found = first_boxes(gray, self.detectors, self.framing, self.framing["settings"]["merge_overlap"])
         matched = match([track["box"] for track in self.tracks], [start for _, start in found], self.match_iou)
         confirmed = {track for track, _ in matched}
         for index, track in enumerate(self.tracks):
             track["unconfirmed"] = 0 if index in confirmed else track["unconfirmed"] + 1
-        self.tracks = [track for track in self.tracks if track["unconfirmed"] < self.max_unconfirmed]
-        new = [found[index] for index in sorted(set(range(len(found))) - {index for _, index in matched})]
-        if not new:
+        if not found:
+            self.tracks = [track for track in self.tracks if track["unconfirmed"] < self.max_unconfirmed]
             return
+        # Every detection is refined, the followed faces' too: a face followed from its own keypoints frame
+        # after frame drifts the way the model misjudges it (framing.refine), and its detection re-anchors it.
         settings = self.framing["settings"]
-        boxes, keypoints, moved = refine([gray] * len(new), [start for _, start in new], self.predict,
-                                         self.framing["mean_shape"], settings["iterations"], settings["tolerance"])
-        for (rect, start), box, keypoints_96, distance in zip(new, boxes, keypoints, moved):
-            if not (face_like(keypoints_96, self.framing)
-                    and plausible(rect, start, box, keypoints_96, distance, self.framing)):
+        boxes, keypoints, moved = refine([gray] * len(found), [start for _, start in found], self.predict,
+                                         self.framing["mean_shape"], settings["iterations"], settings["tolerance"],
+                                         self.framing.get("correction"))
+        good = [face_like(keypoints[index], self.framing)
+                and plausible(rect, start, boxes[index], keypoints[index], moved[index], self.framing)
+                for index, (rect, start) in enumerate(found)]
+        for track, index in matched:
+            if good[index]:
+                self.tracks[track].update(box=tuple(boxes[index]), keypoints_96=np.asarray(keypoints[index], np.float64))
+        self.tracks = [track for track in self.tracks if track["unconfirmed"] < self.max_unconfirmed]
+        for index in sorted(set(range(len(found))) - {index for _, index in matched}):
+            if not good[index]:
                 continue
             # Two detections of one face, or one of a face already followed: keep the first.
-            if any(iou(box, track["box"]) >= self.match_iou for track in self.tracks):
+            if any(iou(boxes[index], track["box"]) >= self.match_iou for track in self.tracks):
                 continue
-            self.tracks.append({"id": self.next_id, "box": tuple(box), "keypoints_96": np.asarray(keypoints_96, np.float64),
+            self.tracks.append({"id": self.next_id, "box": tuple(boxes[index]),
+                                "keypoints_96": np.asarray(keypoints[index], np.float64),
                                 "unconfirmed": 0, "filter": self.make_filter() if self.make_filter else None})
             self.next_id += 1
 
