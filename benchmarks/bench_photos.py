@@ -102,7 +102,7 @@ def main():
     framing = load_framing(models / "framing.json")
     truth = pd.read_csv(photos / "keypoints.csv")
     grays = [cv2.imread(str(photos / "photos" / name), cv2.IMREAD_GRAYSCALE) for name in truth["file"]]
-    detectors = make_detectors(["haar", "hog"])
+    detectors = make_detectors(["haar", "hog"], framing["settings"]["detection_size"])
     predict(np.zeros((1, 96, 96), np.uint8))  # trace the graph before timing
 
     results = {}

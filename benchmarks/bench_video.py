@@ -32,14 +32,14 @@ import numpy as np
 
 from keypoints.columns import EIGHT_INDICES
 from keypoints.faces import make_detectors
-from keypoints.framing import learn_framing, refine, to_original
+from keypoints.framing import first_boxes, learn_framing, refine, to_original
 from keypoints.infer import load_framing, load_models, plausible, to_gray
 from keypoints.params import load_params
 from keypoints.predict import merged_predictor
 from keypoints.smoothing import OneEuroFilter
 from keypoints.synthetic import draw_faces
 from keypoints.video import draw_faces as draw_video_faces
-from keypoints.video_tracking import FaceTracker, detect_faces
+from keypoints.video_tracking import FaceTracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_photos import seed_baseline_images_per_second  # noqa: E402  (the same yardstick, one copy)
@@ -58,7 +58,8 @@ def tiny_models_and_framing(params):
 
     images, keypoints = draw_faces(200, seed=7)
     settings = dict(params["framing"])
-    framing = learn_framing(images, keypoints, make_detectors(settings["detectors"]))
+    framing = learn_framing(images, keypoints, make_detectors(settings["detectors"], settings["detection_size"]),
+                            settings["correction_ridge"])
     framing["settings"] = settings
     architecture = {**params["train"]["model"], **params["presets"]["fast"]["model"]}
     keras.utils.set_random_seed(0)
@@ -107,9 +108,9 @@ class Timer:
 def naive_faces(gray, detectors, predict, framing, overlap):
     """The photo pipeline on one frame: every detection refined alone, the plausible ones kept."""
     faces, settings = [], framing["settings"]
-    for rect, start in detect_faces(gray, detectors, framing, overlap):
+    for rect, start in first_boxes(gray, detectors, framing, overlap):
         boxes, keypoints, moved = refine([gray], [start], predict, framing["mean_shape"],
-                                         settings["iterations"], settings["tolerance"])
+                                         settings["iterations"], settings["tolerance"], framing.get("correction"))
         if plausible(rect, start, boxes[0], keypoints[0], moved[0], framing):
             faces.append({"face_id": len(faces) + 1, "box": boxes[0], "keypoints": to_original(keypoints[0], boxes[0])})
     return faces
@@ -140,7 +141,7 @@ def run(path, method, detectors, predict, framing, video_settings, scratch):
         if method == "tracking":
             faces = tracker.update(gray, frames / 30)
         else:
-            faces = naive_faces(gray, timed_detectors, timed_predict, framing, video_settings["match_iou"])
+            faces = naive_faces(gray, timed_detectors, timed_predict, framing, framing["settings"]["merge_overlap"])
         # What the tracker (or the naive loop) spent besides detecting and predicting: crops and framing.
         timer.seconds["crop"] += time.perf_counter() - finding - (sum(timer.seconds[step] for step in ("detect", "predict")) - inner)
         drawn = timer.wrap("draw", draw_video_faces)(frame, faces)
@@ -172,7 +173,7 @@ def main():
     predict = merged_predictor(*models)
     for count in (1, 2, 3):  # trace the batch sizes before timing
         predict(np.zeros((count, 96, 96), np.uint8))
-    detectors = make_detectors(framing["settings"]["detectors"])
+    detectors = make_detectors(framing["settings"]["detectors"], framing["settings"]["detection_size"])
     results = {"models": "tiny (untrained, fast preset size)" if args.tiny else str(args.models),
                "size": f"{WIDTH}x{HEIGHT}", "frames": args.frames, "video": dict(params["video"])}
     with tempfile.TemporaryDirectory() as scratch:

@@ -173,7 +173,7 @@ def test_centred_box_is_the_largest_centred_square(shape, box):
 
 
 def test_locate_falls_back_to_the_centred_square_when_there_is_no_face(predict):
-    box, keypoints_96, found, detector = infer.locate(gradient(120, 200), make_detectors(["haar", "hog"]), FRAMING, predict)
+    box, keypoints_96, found, detector = infer.locate(gradient(120, 200), make_detectors(["haar", "hog"], FRAMING_SETTINGS["detection_size"]), FRAMING, predict)
     assert (box, found, detector) == ((40, 0, 120), False, None)
     np.testing.assert_allclose(keypoints_96, KNOWN_MERGED, atol=1e-4)
 
@@ -272,6 +272,10 @@ def test_a_missing_or_wrong_framing_file_is_named(tmp_path):
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="other.json: not a framing file"):
         infer.load_framing(tmp_path / "other.json")
+    older = {**FRAMING, "settings": {key: value for key, value in FRAMING["settings"].items() if key != "max_move"}}
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    with pytest.raises(ValueError, match=r"older.json: written by an older framing stage.*max_move.*dvc repro framing"):
+        infer.load_framing(tmp_path / "older.json")
 
 
 def test_command_reports_a_bad_image_by_name(tmp_path, model_files, framing_file, capsys):
@@ -312,7 +316,7 @@ def test_haar_finds_the_drawn_face_where_it_is():
     gray = np.full(CANVAS_SHAPE, 120, np.uint8)
     gray[FACE_AT[1]:FACE_AT[1] + 96 * SCALE, FACE_AT[0]:FACE_AT[0] + 96 * SCALE] = np.repeat(
         np.repeat(FACES[0], SCALE, axis=0), SCALE, axis=1)
-    rects = make_detectors(["haar"])["haar"](gray)
+    rects = make_detectors(["haar"], FRAMING_SETTINGS["detection_size"])["haar"](gray)
     assert len(rects) == 1
     x, y, w, h = rects[0]
     face_side = 96 * SCALE
@@ -345,3 +349,19 @@ def test_the_traced_predictor_gives_keras_predict_s_keypoints():
     for count in (5, 1, 3):  # batches of other sizes reuse or retrace the graph, same answers
         np.testing.assert_allclose(traced(images[:count]), expected[:count], atol=0.01)
     assert traced(images[:0]).shape == (0, 30)
+
+
+def test_detectors_on_a_downscaled_image_answer_in_the_image_s_own_pixels():
+    """An image larger than framing.detection_size is downscaled for the detectors; their rectangles
+    must come back in the full image's pixels."""
+    gray = np.full(CANVAS_SHAPE, 120, np.uint8)
+    gray[FACE_AT[1]:FACE_AT[1] + 96 * SCALE, FACE_AT[0]:FACE_AT[0] + 96 * SCALE] = np.repeat(
+        np.repeat(FACES[0], SCALE, axis=0), SCALE, axis=1)
+    large = cv2.resize(gray, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    assert max(large.shape) > FRAMING_SETTINGS["detection_size"]
+    small_rects = make_detectors(["haar"], max(gray.shape))["haar"](gray)
+    large_rects = make_detectors(["haar"], max(gray.shape))["haar"](large)
+    assert len(small_rects) == len(large_rects) == 1
+    np.testing.assert_allclose(np.array(large_rects[0]) / 3, small_rects[0], atol=0.06 * 96 * SCALE)
+    with pytest.raises(ValueError, match="detection_size"):
+        make_detectors(["haar"], 10)

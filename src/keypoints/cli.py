@@ -76,7 +76,7 @@ def run_videos(args, sources, predict, framing):
     settings = video_settings(args)
     if args.show:
         video.check_display()
-    detectors = make_detectors(framing["settings"]["detectors"])
+    detectors = make_detectors(framing["settings"]["detectors"], framing["settings"]["detection_size"])
     for source in sources:
         tracker = make_tracker(settings, detectors, predict, framing)
         table, frames = video.process(source, tracker, args.out, show=args.show,

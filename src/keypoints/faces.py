@@ -13,20 +13,20 @@ from pathlib import Path
 import cv2
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
-# Detection cost grows with the pixel count, and a face filling a photo needs no more detail than this.
-DETECTION_SIZE = 640
-# dlib's HOG window is 80x80 pixels: in small images a face may be smaller, so they are upsampled once.
+# dlib's HOG window is 80x80 pixels: in small photos a face may be smaller, so they are upsampled once.
 HOG_UPSAMPLE_BELOW = 400
 
 
-def _downscaled(gray):
-    scale = min(1.0, DETECTION_SIZE / max(gray.shape))
+def _downscaled(gray, detection_size):
+    """The image with its longer side at most detection_size: detection cost grows with the pixel count,
+    and finding a face needs less detail than framing it (the crop is cut from the full image)."""
+    scale = min(1.0, detection_size / max(gray.shape))
     if scale == 1.0:
         return gray, 1.0
     return cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
 
 
-def haar_detector():
+def haar_detector(detection_size):
     path = Path(cv2.data.haarcascades) / HAAR_FILE if hasattr(cv2, "data") else None
     if path is None or not path.is_file() or not hasattr(cv2, "CascadeClassifier"):
         raise ValueError(f"OpenCV {cv2.__version__} has no Haar face cascade (OpenCV 5 moved it out; "
@@ -36,7 +36,7 @@ def haar_detector():
         raise ValueError(f"{path}: OpenCV could not load the Haar cascade")
 
     def detect(gray):
-        small, scale = _downscaled(gray)
+        small, scale = _downscaled(gray, detection_size)
         # Equalising makes the cascade's thresholds hold under dim or washed-out lighting.
         rects = cascade.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
         return [tuple(float(value) / scale for value in rect) for rect in rects]
@@ -44,7 +44,7 @@ def haar_detector():
     return detect
 
 
-def hog_detector():
+def hog_detector(detection_size):
     try:
         import dlib
     except ImportError as error:
@@ -52,8 +52,9 @@ def hog_detector():
     detector = dlib.get_frontal_face_detector()
 
     def detect(gray):
-        small, scale = _downscaled(gray)
-        upsample = 1 if max(small.shape) < HOG_UPSAMPLE_BELOW else 0
+        small, scale = _downscaled(gray, detection_size)
+        # Only a photo that is small itself: a downscaled one's faces were large enough to shrink.
+        upsample = 1 if scale == 1.0 and max(small.shape) < HOG_UPSAMPLE_BELOW else 0
         return [(found.left() / scale, found.top() / scale, found.width() / scale, found.height() / scale)
                 for found in detector(small, upsample)]
 
@@ -63,9 +64,12 @@ def hog_detector():
 DETECTORS = {"haar": haar_detector, "hog": hog_detector}
 
 
-def make_detectors(names):
-    """{name: detect function} in the given order."""
+def make_detectors(names, detection_size):
+    """{name: detect function} in the given order, each looking at images downscaled to detection_size
+    pixels on their longer side (params.yaml framing.detection_size)."""
     unknown = [name for name in names if name not in DETECTORS]
     if unknown:
         raise ValueError(f"unknown face detectors {unknown}; known: {sorted(DETECTORS)}")
-    return {name: DETECTORS[name]() for name in names}
+    if not detection_size >= 64:
+        raise ValueError(f"framing.detection_size must be at least 64 pixels, not {detection_size}")
+    return {name: DETECTORS[name](detection_size) for name in names}

@@ -18,6 +18,8 @@ from keypoints.framing import centred_box, crop_face, first_boxes, refine, shape
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 CSV_COLUMNS = ["file", "face_found", "box_x", "box_y", "box_size"] + KEYPOINT_COLUMNS
+# The framing settings this module and video_tracking read from framing.json (params.yaml's framing group).
+FRAMING_SETTINGS = ("detectors", "detection_size", "merge_overlap", "iterations", "tolerance", "max_move", "max_residual")
 
 
 def warn(message):
@@ -91,6 +93,10 @@ def load_framing(path):
     missing = {"mean_shape", "residuals", "detectors", "settings"} - set(framing)
     if missing:
         raise ValueError(f"{path}: not a framing file, it lacks {sorted(missing)}")
+    missing = set(FRAMING_SETTINGS) - set(framing["settings"])
+    if missing:
+        raise ValueError(f"{path}: written by an older framing stage, it lacks the settings {sorted(missing)}; "
+                         "rerun it: dvc repro framing")
     return framing
 
 
@@ -174,7 +180,7 @@ def run(paths, predict, framing, out_dir, box=None, log=warn):
     paths = [Path(path) for path in paths]
     out_dir = Path(out_dir)
     _check_output_names(paths, out_dir)
-    detectors = make_detectors(framing["settings"]["detectors"]) if box is None else {}
+    detectors = make_detectors(framing["settings"]["detectors"], framing["settings"]["detection_size"]) if box is None else {}
     rows = []
     for number, path in enumerate(paths, start=1):
         image = read_image(path)
