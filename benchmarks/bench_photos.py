@@ -88,6 +88,16 @@ def seed_baseline_images_per_second(images):
     return json.loads(out.strip().splitlines()[-1])["images_per_second"]
 
 
+def write_results(results, path, baseline_images):
+    """The seed baseline's training images/s measured now (unless 0 images), the cores, then the JSON."""
+    if baseline_images:
+        results["seed_baseline_images_per_second"] = seed_baseline_images_per_second(baseline_images)
+        print(f"seed baseline (article's CNN, training): {results['seed_baseline_images_per_second']:.1f} images/s")
+    results["cores"] = os.cpu_count()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main():
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_argument("--models", default=str(ROOT / "models"), help="holds model_8.keras, model_30.keras, framing.json")
@@ -160,12 +170,7 @@ def main():
                                           for name, gray in faceless.items()}
     print(f"640x480: {results['ms_per_640x480_photo']:.1f} ms/photo; faces found in faceless images: "
           f"{results['faces_found_in_faceless']}")
-    if args.baseline_images:
-        results["seed_baseline_images_per_second"] = seed_baseline_images_per_second(args.baseline_images)
-        print(f"seed baseline (article's CNN, training): {results['seed_baseline_images_per_second']:.1f} images/s")
-    results["cores"] = os.cpu_count()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, args.out, args.baseline_images)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ accuracy, is what it measures. Also the seed baseline's training images/s in the
 benchmarks/results/video.json.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from keypoints.video import draw_faces as draw_video_faces
 from keypoints.video_tracking import FaceTracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_photos import seed_baseline_images_per_second  # noqa: E402  (the same yardstick, one copy)
+from bench_photos import write_results  # noqa: E402  (the same yardstick, one copy)
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 640, 480
@@ -188,12 +187,7 @@ def main():
             ratio = results[f"{faces} faces, tracking"]["frames_per_second"] / results[f"{faces} faces, naive"]["frames_per_second"]
             results[f"{faces} faces, tracking over naive"] = ratio
             print(f"{faces} face(s): tracking is {ratio:.2f}x the naive loop's frames/s")
-    if args.baseline_images:
-        results["seed_baseline_images_per_second"] = seed_baseline_images_per_second(args.baseline_images)
-        print(f"seed baseline (article's CNN, training): {results['seed_baseline_images_per_second']:.1f} images/s")
-    results["cores"] = os.cpu_count()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, args.out, args.baseline_images)
 
 
 if __name__ == "__main__":
