@@ -133,6 +133,18 @@ def test_two_faces_keep_their_ids_and_land_on_the_truth():
     assert calls.count(2) >= 40 - 8
 
 
+def test_two_faces_followed_onto_one_face_become_one_and_the_older_id_stays():
+    follow = tracker(detect_every=100)
+    truth = face_at(60, 50)
+    gray = cv2.cvtColor(frame_of([truth]), cv2.COLOR_BGR2GRAY)
+    assert [face["face_id"] for face in follow.update(gray, 0.0)] == [1]
+    # A second face followed onto the same one (as drift can bring it): it is the younger, so it goes.
+    follow.tracks.append({**follow.tracks[0], "id": 7, "box": tuple(np.add(follow.tracks[0]["box"], (3, 2, 0)))})
+    faces = follow.update(gray, 1 / 30)
+    assert [face["face_id"] for face in faces] == [1]
+    assert nearest_truth(faces[0]["keypoints"], [truth])[1] < 1.0
+
+
 def test_a_face_that_leaves_is_dropped_and_comes_back_with_a_new_id():
     follow = tracker(detect_every=10)
     seen, inside_for = [], 0

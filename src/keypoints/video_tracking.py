@@ -78,7 +78,11 @@ class FaceTracker:
         if kept:
             for track, keypoints_96 in zip(kept, self.predict(np.stack(crops))):
                 track["keypoints_96"] = np.asarray(keypoints_96, np.float64)
-        faces = [track for track in kept if face_like(track["keypoints_96"], self.framing)]
+        faces = []
+        for track in kept:  # oldest first: of two faces followed onto one, the younger goes
+            if face_like(track["keypoints_96"], self.framing) and all(
+                    iou(track["box"], other["box"]) < self.match_iou for other in faces):
+                faces.append(track)
         self.tracks = faces
         return lost or len(faces) < len(kept)
 
