@@ -107,7 +107,7 @@ class Timer:
 def naive_faces(gray, detectors, predict, framing, overlap):
     """The photo pipeline on one frame: every detection refined alone, the plausible ones kept."""
     faces, settings = [], framing["settings"]
-    for rect, start in first_boxes(gray, detectors, framing, overlap):
+    for rect, start, _ in first_boxes(gray, detectors, framing, overlap):
         boxes, keypoints, moved = refine([gray], [start], predict, framing["mean_shape"],
                                          settings["iterations"], settings["tolerance"], framing.get("correction"))
         if plausible(rect, start, boxes[0], keypoints[0], moved[0], framing):

@@ -27,7 +27,8 @@ def main(argv=None):
     # Evenly spread over the set, so the sample does not depend on the order of the source.
     rows = np.unique(np.linspace(0, len(images) - 1, min(len(images), settings["learn_faces"])).astype(int))
     keypoints = np.load(split / "30" / "train_keypoints.npy")
-    framing = learn_framing(images[rows], keypoints, make_detectors(settings["detectors"], settings["detection_size"]), settings["correction_ridge"])
+    detectors = make_detectors(settings["detectors"], settings["detection_size"])
+    framing = learn_framing(images[rows], keypoints, detectors, settings["correction_ridge"])
     for name, found in framing["found"].items():
         print(f"{name}: found a face in {found:.1%} of {len(rows)} training crops; mapping "
               f"{framing['detectors'][name]}")

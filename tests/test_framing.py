@@ -161,7 +161,8 @@ def test_no_detector_finds_a_face_in_a_blank_or_noise_image(image):
 
 def test_learned_framing_of_synthetic_faces():
     images, keypoints = draw_faces(40, seed=5)
-    framing = learn_framing(images, keypoints, make_detectors(["haar"], FRAMING_SETTINGS["detection_size"]), FRAMING_SETTINGS["correction_ridge"])
+    detectors = make_detectors(["haar"], FRAMING_SETTINGS["detection_size"])
+    framing = learn_framing(images, keypoints, detectors, FRAMING_SETTINGS["correction_ridge"])
     np.testing.assert_allclose(framing["mean_shape"], keypoints.mean(axis=0), atol=1e-4)
     assert 0 < framing["residuals"]["q50"] <= framing["residuals"]["q99"] <= framing["residuals"]["q100"]
     assert framing["found"]["haar"] > 0.5, "Haar finds most drawn faces"

@@ -173,7 +173,8 @@ def test_centred_box_is_the_largest_centred_square(shape, box):
 
 
 def test_locate_falls_back_to_the_centred_square_when_there_is_no_face(predict):
-    box, keypoints_96, found, detector = infer.locate(gradient(120, 200), make_detectors(["haar", "hog"], FRAMING_SETTINGS["detection_size"]), FRAMING, predict)
+    detectors = make_detectors(["haar", "hog"], FRAMING_SETTINGS["detection_size"])
+    box, keypoints_96, found, detector = infer.locate(gradient(120, 200), detectors, FRAMING, predict)
     assert (box, found, detector) == ((40, 0, 120), False, None)
     np.testing.assert_allclose(keypoints_96, KNOWN_MERGED, atol=1e-4)
 

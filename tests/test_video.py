@@ -112,8 +112,9 @@ def test_every_detector_runs_and_a_face_found_twice_counts_once_its_boxes_averag
     detectors = {"first": lambda gray: [(0, 0, 50, 50)], "second": lambda gray: [(2, 1, 50, 50), (100, 100, 40, 40)],
                  "unmapped": pytest.fail}  # a detector the framing has no mapping for is not run
     found = first_boxes(None, detectors, framing, 0.3)
-    assert [rect for rect, _ in found] == [(0, 0, 50, 50), (100, 100, 40, 40)]
-    assert [box for _, box in found] == [(1, 0, 50), (100, 100, 40)]  # (0, 0, 50) and (2, 1, 50) averaged
+    assert [rect for rect, _, _ in found] == [(0, 0, 50, 50), (100, 100, 40, 40)]
+    assert [box for _, box, _ in found] == [(1, 0, 50), (100, 100, 40)]
+    assert [names for _, _, names in found] == [("first", "second"), ("second",)]  # (0, 0, 50) and (2, 1, 50) averaged
 
 
 def test_two_faces_keep_their_ids_and_land_on_the_truth():

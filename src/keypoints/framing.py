@@ -162,10 +162,10 @@ def iou(first, second):
 
 
 def first_boxes(gray, detectors, framing, overlap):
-    """[(rectangle, first crop box), ...] of the faces every detector finds, each face once. Where several
-    detectors find one face (crop boxes overlapping at least `overlap`), its box is their average (centre
-    and log side): each detector misplaces a face its own way, and the average lies nearer the training
-    crop. The rectangle is the first detector's."""
+    """[(rectangle, first crop box, names of the detectors that found it), ...] of the faces every detector
+    finds, each face once. Where several detectors find one face (crop boxes overlapping at least
+    `overlap`), its box is their average (centre and log side): each detector misplaces a face its own
+    way, and the average lies nearer the training crop. The rectangle is the first detector's."""
     faces = []  # (rectangle, {detector name: its box})
     for name, detect in detectors.items():
         mapping = framing["detectors"].get(name)
@@ -178,10 +178,10 @@ def first_boxes(gray, detectors, framing, overlap):
                 same.setdefault(name, start)
     found = []
     for rect, boxes in faces:
-        boxes = np.array(list(boxes.values()), np.float64)
+        names, boxes = tuple(boxes), np.array(list(boxes.values()), np.float64)
         centre = (boxes[:, :2] + boxes[:, 2:] / 2).mean(axis=0)
         side = float(np.exp(np.log(boxes[:, 2]).mean()))
-        found.append((rect, whole_box(centre[0] - side / 2, centre[1] - side / 2, side)))
+        found.append((rect, whole_box(centre[0] - side / 2, centre[1] - side / 2, side), names))
     return found
 
 
@@ -200,8 +200,8 @@ def refine(grays, boxes, predict, mean_shape, iterations, tolerance, correction=
     percent misjudges it again in the re-framed crop, so each round moves the box the same way again.
 
     grays: one image per face; boxes: each face's first box; predict: uint8 (n, 96, 96) -> (n, 30)
-    crop keypoints; correction: learn_correction's, or None. Returns (the boxes last predicted from, their keypoints in crop pixels (n, 30), how far
-    each box would move in the next round (n,), in crop pixels)."""
+    crop keypoints; correction: learn_correction's, or None. Returns (the boxes last predicted from, their
+    keypoints in crop pixels (n, 30), how far each box would move in the next round (n,), in crop pixels)."""
     boxes = [tuple(box) for box in boxes]
     used = list(boxes)
     settled = np.zeros(len(boxes), bool)

@@ -100,13 +100,24 @@ def load_framing(path):
     return framing
 
 
+def face_shaped(keypoints_96, framing):
+    """Whether crop keypoints are all numbers and lie no further from the mean shape than the training
+    faces do (times framing.max_residual)."""
+    if not np.isfinite(keypoints_96).all():
+        return False
+    limit = framing["settings"]["max_residual"] * framing["residuals"]["q99"]
+    try:
+        return shape_residual(keypoints_96, framing["mean_shape"]) <= limit
+    except ValueError:
+        return False
+
+
 def plausible(rect, start, box, keypoints_96, moved, framing):
-    """Whether a refined detection is a face: its keypoints lie no further from the mean shape than
-    the training faces do (times framing.max_residual), its box is settling (the last prediction would
-    move it at most framing.max_move crop pixels: a face's framing moves a few, nonsense wanders on), and
-    it stayed on the detection."""
+    """Whether a refined detection is a face: its keypoints are face-shaped, its box is settling (the last
+    prediction would move it at most framing.max_move crop pixels: a face's framing moves a few, nonsense
+    wanders on), and it stayed on the detection."""
     settings = framing["settings"]
-    if shape_residual(keypoints_96, framing["mean_shape"]) > settings["max_residual"] * framing["residuals"]["q99"]:
+    if not face_shaped(keypoints_96, framing):
         return False
     if not moved <= settings["max_move"]:
         return False
@@ -116,7 +127,8 @@ def plausible(rect, start, box, keypoints_96, moved, framing):
 
 
 def locate(gray, detectors, framing, predict):
-    """The face of a photo, framed as in training: (box, crop keypoints (30,), found, detector name).
+    """The face of a photo, framed as in training: (box, crop keypoints (30,), found, the names of the
+    detectors that found it).
 
     Every detector runs (framing.first_boxes merges their boxes of one face); each face is refined from
     its own predictions and kept only if plausible; of several, the largest detection. With none, the centred
@@ -124,15 +136,15 @@ def locate(gray, detectors, framing, predict):
     settings = framing["settings"]
     faces = first_boxes(gray, detectors, framing, settings["merge_overlap"])
     if faces:
-        starts = [start for _, start in faces]
+        starts = [start for _, start, _ in faces]
         boxes, keypoints, moved = refine([gray] * len(starts), starts, predict, framing["mean_shape"],
                                          settings["iterations"], settings["tolerance"], framing.get("correction"))
-        plausible_faces = [index for index, (rect, start) in enumerate(faces)
+        plausible_faces = [index for index, (rect, start, _) in enumerate(faces)
                            if plausible(rect, start, boxes[index], keypoints[index], moved[index], framing)]
         if plausible_faces:
             # A photo's one face: the largest detection (its refined box can outgrow a larger face's).
             best = max(plausible_faces, key=lambda index: starts[index][2])
-            return boxes[best], keypoints[best], True, "+".join(name for name in detectors)
+            return boxes[best], keypoints[best], True, "+".join(faces[best][2])
     box = centred_box(gray.shape)
     return box, predict(crop_face(gray, box)[None])[0], False, None
 
@@ -180,7 +192,8 @@ def run(paths, predict, framing, out_dir, box=None, log=warn):
     paths = [Path(path) for path in paths]
     out_dir = Path(out_dir)
     _check_output_names(paths, out_dir)
-    detectors = make_detectors(framing["settings"]["detectors"], framing["settings"]["detection_size"]) if box is None else {}
+    settings = framing["settings"]
+    detectors = make_detectors(settings["detectors"], settings["detection_size"]) if box is None else {}
     rows = []
     for number, path in enumerate(paths, start=1):
         image = read_image(path)

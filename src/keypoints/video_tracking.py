@@ -7,25 +7,15 @@ face that moves a little between frames is still well inside it, and the crop fo
 faces of a frame are predicted in one batch. A detection continues the face whose box it overlaps
 most (intersection over union; every detector runs, each finds faces the others miss, and
 framing.first_boxes merges theirs). Every detection is refined (framing.refine): one that continues a
-face re-anchors its box, one that continues none becomes a new face if plausible (infer.plausible). A face is dropped when its keypoints stop looking like a face
-(further from the mean shape than framing.max_residual x the training faces' 99th percentile) or when
-`max_unconfirmed` detections in a row found nothing on it.
+face re-anchors its box, one that continues none becomes a new face if plausible (infer.plausible). A
+face is dropped when its keypoints stop looking like a face (infer.face_shaped: further from the mean
+shape than framing.max_residual x the training faces' 99th percentile) or when `max_unconfirmed`
+detections in a row found nothing on it.
 """
 import numpy as np
 
-from keypoints.framing import box_from_keypoints, crop_face, first_boxes, iou, refine, shape_residual, to_original
-from keypoints.infer import plausible
-
-
-def face_like(keypoints_96, framing):
-    """Whether crop keypoints lie as close to the mean shape as framing allows (and are all numbers)."""
-    if not np.isfinite(keypoints_96).all():
-        return False
-    limit = framing["settings"]["max_residual"] * framing["residuals"]["q99"]
-    try:
-        return shape_residual(keypoints_96, framing["mean_shape"]) <= limit
-    except ValueError:
-        return False
+from keypoints.framing import box_from_keypoints, crop_face, first_boxes, iou, refine, to_original
+from keypoints.infer import face_shaped, plausible
 
 
 def match(track_boxes, detection_boxes, threshold):
@@ -80,7 +70,7 @@ class FaceTracker:
                 track["keypoints_96"] = np.asarray(keypoints_96, np.float64)
         faces = []
         for track in kept:  # oldest first: of two faces followed onto one, the younger goes
-            if face_like(track["keypoints_96"], self.framing) and all(
+            if face_shaped(track["keypoints_96"], self.framing) and all(
                     iou(track["box"], other["box"]) < self.match_iou for other in faces):
                 faces.append(track)
         self.tracks = faces
@@ -90,7 +80,7 @@ class FaceTracker:
         self.detections += 1
         self.since_detection = 0
         found = first_boxes(gray, self.detectors, self.framing, self.framing["settings"]["merge_overlap"])
-        matched = match([track["box"] for track in self.tracks], [start for _, start in found], self.match_iou)
+        matched = match([track["box"] for track in self.tracks], [start for _, start, _ in found], self.match_iou)
         confirmed = {track for track, _ in matched}
         for index, track in enumerate(self.tracks):
             track["unconfirmed"] = 0 if index in confirmed else track["unconfirmed"] + 1
@@ -100,12 +90,11 @@ class FaceTracker:
         # Every detection is refined, the followed faces' too: a face followed from its own keypoints frame
         # after frame drifts the way the model misjudges it (framing.refine), and its detection re-anchors it.
         settings = self.framing["settings"]
-        boxes, keypoints, moved = refine([gray] * len(found), [start for _, start in found], self.predict,
+        boxes, keypoints, moved = refine([gray] * len(found), [start for _, start, _ in found], self.predict,
                                          self.framing["mean_shape"], settings["iterations"], settings["tolerance"],
                                          self.framing.get("correction"))
-        good = [face_like(keypoints[index], self.framing)
-                and plausible(rect, start, boxes[index], keypoints[index], moved[index], self.framing)
-                for index, (rect, start) in enumerate(found)]
+        good = [plausible(rect, start, boxes[index], keypoints[index], moved[index], self.framing)
+                for index, (rect, start, _) in enumerate(found)]
         for track, index in matched:
             if good[index]:
                 self.tracks[track].update(box=tuple(boxes[index]), keypoints_96=np.asarray(keypoints[index], np.float64))
