@@ -26,6 +26,7 @@ def main(argv=None):
     cli.add_argument("--history", required=True)
     cli.add_argument("--metrics", required=True)
     cli.add_argument("--checkpoints", required=True)
+    cli.add_argument("--start-from", help="trained model_8, read when train.start_from_model_8 is true")
     args = cli.parse_args(argv)
 
     params = load_params()
@@ -33,6 +34,15 @@ def main(argv=None):
     data = Path(args.data)
     files = [data / "train_images.npy", data / "train_keypoints.npy"]
     images, keypoints = (np.load(file) for file in files)
+    initial_model = None
+    if settings["start_from_model_8"]:
+        if args.outputs != 30 or not args.start_from:
+            raise ValueError("train.start_from_model_8 applies to model_30 only (set it under "
+                             "per_model.model_30), whose stage passes --start-from models/model_8.keras")
+        import keras
+
+        files.append(Path(args.start_from))  # a new model_8 is new training data: a new fingerprint
+        initial_model = keras.models.load_model(args.start_from)
     data_checksum = tracking.files_checksum(files)
 
     checkpoint = Checkpoint(args.checkpoints, fingerprint(settings, data_checksum))
@@ -40,7 +50,7 @@ def main(argv=None):
         params["mlflow"]["experiment"], f"train_{args.outputs}",
         params_hash=settings_hash(settings), data_checksum=data_checksum, resume_run_id=checkpoint.run_id,
     )
-    model, history, summary = fit(images, keypoints, columns_for(args.outputs), settings, checkpoint, run)
+    model, history, summary = fit(images, keypoints, columns_for(args.outputs), settings, checkpoint, run, initial_model)
     with fileio.atomic_path(args.model) as temporary:
         model.save(temporary)
     fileio.save_csv(args.history, history_frame(history))

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from keypoints import columns
-from keypoints.augment import LAST, affine_transform, flip_order, make_dataset
+from keypoints.augment import LAST, affine_transform, make_dataset
+from keypoints.columns import flip_order
 
 
 def flip_images(images):

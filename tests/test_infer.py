@@ -64,7 +64,7 @@ def model_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predict(model_files):
-    return merged_predictor(*infer.load_models(*model_files))
+    return merged_predictor(*infer.load_models(*model_files), flip_average=False)
 
 
 # The framing of "training faces" shaped like the constant models' answer, so a detection settles at
@@ -335,7 +335,8 @@ def test_keypoints_help_lists_the_commands():
     assert detect.returncode == 0 and "--framing" in detect.stdout
 
 
-def test_the_traced_predictor_gives_keras_predict_s_keypoints():
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_the_traced_predictor_gives_keras_predict_s_keypoints(flip_average):
     import keras
 
     from keypoints.predict import predict_merged
@@ -344,8 +345,8 @@ def test_the_traced_predictor_gives_keras_predict_s_keypoints():
     tiny = model_settings(filters=[4, 8], kernel_sizes=[3, 3], dense_units=8)
     model_8, model_30 = build_model(8, **tiny, output_bias=KNOWN_8), build_model(30, **tiny, output_bias=KNOWN_30)
     images = np.random.default_rng(2).integers(0, 256, (5, 96, 96), dtype=np.uint8)
-    traced = merged_predictor(model_8, model_30)
-    expected = predict_merged(model_8, model_30, images, batch_size=4)
+    traced = merged_predictor(model_8, model_30, flip_average)
+    expected = predict_merged(model_8, model_30, images, batch_size=4, flip_average=flip_average)
     assert np.ptp(expected, axis=0).max() > 1e-3, "the models' answers depend on the images"
     for count in (5, 1, 3):  # batches of other sizes reuse or retrace the graph, same answers
         np.testing.assert_allclose(traced(images[:count]), expected[:count], atol=0.01)

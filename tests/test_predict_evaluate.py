@@ -65,3 +65,25 @@ def test_score_is_flat_and_per_keypoint():
     assert per_keypoint["model_8_rmse_nose_tip"] == 0.0
     assert len(per_keypoint) == 8
     assert all(isinstance(value, float) for value in {**summary, **per_keypoint}.values())
+
+
+def test_unflip_maps_a_mirrored_face_s_keypoints_back_onto_the_face():
+    """augment's flip (proved on drawn faces in test_augment) gives the keypoints of the mirrored
+    image; unflip must turn them back into the original face's, for both models' columns."""
+    import tensorflow as tf
+
+    from keypoints.augment import affine_transform
+    from keypoints.columns import columns_for, flip_order
+    from keypoints.predict import flip_averaged, unflip
+
+    rng = np.random.default_rng(0)
+    for outputs in (8, 30):
+        keypoints = rng.uniform(20, 75, (4, outputs)).astype(np.float32)
+        images = rng.integers(0, 256, (4, 96, 96, 1)).astype(np.float32)
+        zeros = tf.zeros([4])
+        _, mirrored, kept = affine_transform(images, keypoints, tf.fill([4], True), zeros, zeros, zeros,
+                                             tf.ones([4]), order=flip_order(columns_for(outputs)))
+        assert kept.numpy().all()
+        assert np.abs(mirrored.numpy() - keypoints).max() > 5, "a flip moves the keypoints"
+        np.testing.assert_allclose(unflip(mirrored.numpy()), keypoints, atol=1e-4)
+        np.testing.assert_allclose(flip_averaged(keypoints + 1, mirrored.numpy()), keypoints + 0.5, atol=1e-4)

@@ -7,26 +7,10 @@ M @ (x, y, 1) with no half-pixel offset, i.e. the same convention (tests/test_au
 """
 import numpy as np
 
-from keypoints.columns import CENTRE, FLIP_PAIRS, IMAGE_SIZE
+from keypoints.columns import CENTRE, IMAGE_SIZE, flip_order
 
 AUGMENT_KEYS = ("flip", "shift", "rotation", "scale", "brightness", "contrast")
 LAST = IMAGE_SIZE - 1.0  # the largest in-image coordinate
-
-
-def flip_order(columns):
-    """Column permutation that swaps every left/right pair; raises if a pair is only half present."""
-    partner = {}
-    for left, right in FLIP_PAIRS:
-        partner[left], partner[right] = right, left
-    position = {column: i for i, column in enumerate(columns)}
-    order = []
-    for column in columns:
-        name, axis = column.rsplit("_", 1)
-        mirrored = f"{partner.get(name, name)}_{axis}"
-        if mirrored not in position:
-            raise ValueError(f"column {column} has no mirror column {mirrored}: a flip would mislabel it")
-        order.append(position[mirrored])
-    return order
 
 
 def _check_columns(columns, count):

@@ -38,9 +38,12 @@ def add_detect(subcommands):
                         help="the framing the framing stage learned (default: %(default)s)")
     detect.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "SIDE"),
                         help="skip detection: use this square (first column, first row, side in pixels) for every image")
+    detect.add_argument("--flip-average", action=argparse.BooleanOptionalAction,
+                        help="also predict each face mirrored and average the two (default: predict.flip_average of --params)")
     live = detect.add_argument_group("video and cameras (defaults: the video group of --params)")
     live.add_argument("--camera", help="a camera index (0: the first) or a stream URL, read until it ends or Ctrl-C")
-    live.add_argument("--params", default="params.yaml", help="settings file (default: %(default)s)")
+    live.add_argument("--params", default="params.yaml",
+                      help="settings file: its video group and predict.flip_average (default: %(default)s)")
     live.add_argument("--detect-every", type=int, help="run the face detector every this many frames")
     live.add_argument("--smoothing", action=argparse.BooleanOptionalAction, help="One Euro smoothing of the keypoints")
     live.add_argument("--min-cutoff", type=float, help="smoothing cutoff of a still face, Hz")
@@ -100,7 +103,10 @@ def run_detect(args):
     if sources:
         video_settings(args)  # a missing or incomplete settings file stops the command before any work
     framing = infer.load_framing(args.framing)
-    predict = merged_predictor(*infer.load_models(args.model_8, args.model_30))
+    flip_average = args.flip_average
+    if flip_average is None:
+        flip_average = load_params(args.params)["predict"]["flip_average"]
+    predict = merged_predictor(*infer.load_models(args.model_8, args.model_30), flip_average)
     if paths:
         frame = infer.run(paths, predict, framing, args.out, box=args.box)
         found = int(frame["face_found"].sum())

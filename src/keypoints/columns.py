@@ -45,6 +45,22 @@ FLIP_PAIRS = [
 ]
 
 
+def flip_order(columns):
+    """Column permutation that swaps every left/right pair; raises if a pair is only half present."""
+    partner = {}
+    for left, right in FLIP_PAIRS:
+        partner[left], partner[right] = right, left
+    position = {column: i for i, column in enumerate(columns)}
+    order = []
+    for column in columns:
+        name, axis = column.rsplit("_", 1)
+        mirrored = f"{partner.get(name, name)}_{axis}"
+        if mirrored not in position:
+            raise ValueError(f"column {column} has no mirror column {mirrored}: a flip would mislabel it")
+        order.append(position[mirrored])
+    return order
+
+
 def columns_for(n_outputs):
     """Keypoint column names predicted by a model with n_outputs (8 or 30) outputs."""
     if n_outputs == len(KEYPOINT_COLUMNS):

@@ -87,11 +87,31 @@ def make_callbacks(settings, history_rows, run, checkpoint, calibration_images):
     return callbacks
 
 
-def fit(images, keypoints, columns, settings, checkpoint, run, log=print):
+def start_from(model, trained):
+    """Copy the convolutional layers' weights (up to Flatten) from `trained`, the same network with
+    another number of outputs (model_8 into model_30: its features were learned on ~3x more faces).
+    The dense head starts afresh: model_8's, tuned to 8 outputs, starts model_30 further off."""
+    if len(model.layers) != len(trained.layers):
+        raise ValueError(f"cannot start {model.name} from {trained.name}: {len(model.layers)} layers against "
+                         f"{len(trained.layers)} (train.model must be the same for both models)")
+    for index, (layer, source) in enumerate(zip(model.layers, trained.layers)):
+        if isinstance(layer, keras.layers.Flatten):
+            return
+        shapes, source_shapes = [w.shape for w in layer.weights], [w.shape for w in source.weights]
+        if type(layer) is not type(source) or shapes != source_shapes:
+            raise ValueError(f"cannot start {model.name} from {trained.name}: layer {index} is "
+                             f"{type(layer).__name__}{shapes} against {type(source).__name__}{source_shapes} "
+                             "(train.model must be the same for both models)")
+        layer.set_weights(source.get_weights())
+
+
+def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=None, log=print):
     """Train on (images uint8 (N,96,96), keypoints (N,k)); returns (model, history rows, summary).
 
     checkpoint: a keypoints.checkpoint.Checkpoint, resumed from when it holds a snapshot;
-    run: the keypoints.tracking.Run that receives params and per-epoch metrics."""
+    run: the keypoints.tracking.Run that receives params and per-epoch metrics;
+    initial_model: a trained keras model whose layers (all but the output layer) the new model starts
+    from (train.start_from_model_8); None: from scratch."""
     configure(settings)
     fit_rows, validation = validation_rows(len(images), settings["validation_fraction"], settings["seed"])
     state = checkpoint.state
@@ -109,6 +129,9 @@ def fit(images, keypoints, columns, settings, checkpoint, run, log=print):
             loss=settings["loss"],
             jit_compile=settings["jit_compile"],
         )
+        if initial_model is not None:
+            start_from(model, initial_model)
+            log(f"{model.name} starts from {initial_model.name}'s trained layers")
         history_rows = []
         run.log_params(flatten(settings))
         run.log_params({"outputs": keypoints.shape[1], "fit_rows": len(fit_rows), "validation_rows": len(validation)})
