@@ -63,3 +63,17 @@ def test_unreachable_store_warns_and_carries_on(monkeypatch, tmp_path):
         warnings.simplefilter("error")
         run.log_metrics({"loss": 1.0})
         run.finish()
+
+
+@pytest.mark.parametrize("error, status", [(ValueError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+def test_a_run_left_by_an_error_is_marked_failed_not_running(store, error, status):
+    with pytest.raises(error):
+        with tracking.Run("keypoints-test", "train_8") as run:
+            raise error("bad setting")
+    assert MlflowClient(store).get_run(run.run_id).info.status == status
+
+
+def test_a_finished_run_stays_finished_in_its_block(store):
+    with tracking.Run("keypoints-test", "evaluate") as run:
+        run.finish()
+    assert MlflowClient(store).get_run(run.run_id).info.status == "FINISHED"

@@ -201,3 +201,21 @@ def test_fit_with_precise_batchnorm_validates_better_than_without(tmp_path, stor
                                     tmp_path / f"checkpoint{rows}")
         losses[rows] = history[-1]["val_loss"]
     assert losses[64] < losses[0]
+
+
+def test_a_training_stage_that_fails_marks_its_mlflow_run_failed(tmp_path, store):
+    """The real stage script, on one training row: fit refuses it after the run was opened."""
+    project = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text((project / "params.yaml").read_text())
+    images, keypoints = data(rows=1)
+    np.save(tmp_path / "train_images.npy", images)
+    np.save(tmp_path / "train_keypoints.npy", keypoints)
+    result = subprocess.run(
+        [sys.executable, str(project / "stages" / "train.py"), "--outputs", "8", "--data", str(tmp_path),
+         "--model", "m.keras", "--history", "h.csv", "--metrics", "m.json", "--checkpoints", "checkpoints"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0 and "no validation rows" in result.stderr, result.stderr[-3000:]
+    experiment = load_params(tmp_path / "params.yaml")["mlflow"]["experiment"]
+    runs = store.search_runs([store.get_experiment_by_name(experiment).experiment_id])
+    assert [run.info.status for run in runs] == ["FAILED"]

@@ -68,11 +68,15 @@ def _retry(call, attempts=8):
 
 
 class Run:
-    """One MLflow run addressed by id; each method is a no-op once the store has failed."""
+    """One MLflow run addressed by id; each method is a no-op once the store has failed.
+
+    Used as a context manager, a run the block leaves by an exception is marked FAILED (KILLED for
+    Ctrl-C), so that no failed stage leaves a run RUNNING forever."""
 
     def __init__(self, experiment, stage, params_hash="", data_checksum="", resume_run_id=None):
         self.run_id = None
         self.client = None
+        self.finished = False
         try:
             from mlflow.tracking import MlflowClient
 
@@ -90,6 +94,14 @@ class Run:
             print(f"MLflow run {self.run_id} in {tracking_uri()}", file=sys.stderr)
         except Exception as error:
             self._fail(error)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, error, traceback):
+        if error_type is not None and not self.finished:
+            self.finish("KILLED" if issubclass(error_type, KeyboardInterrupt) else "FAILED")
+        return False
 
     def _experiment_id(self, name):
         experiment = self.client.get_experiment_by_name(name)
@@ -153,4 +165,5 @@ class Run:
         self._call("log_artifact", str(path), artifact_path)
 
     def finish(self, status="FINISHED"):
+        self.finished = True
         self._call("set_terminated", status=status)
