@@ -1,3 +1,5 @@
+import socket
+import time
 import warnings
 
 import pytest
@@ -77,3 +79,18 @@ def test_a_finished_run_stays_finished_in_its_block(store):
     with tracking.Run("keypoints-test", "evaluate") as run:
         run.finish()
     assert MlflowClient(store).get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_an_unreachable_tracking_server_is_reported_at_once_and_skipped(monkeypatch):
+    """MLflow's client alone retries a closed port for minutes per stage, silently."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    with pytest.warns(RuntimeWarning, match=f"unreachable: 127.0.0.1:{port}"):
+        run = tracking.Run("keypoints-test", "train_8")
+        run.log_metrics({"loss": 1.0})
+        run.finish()
+    assert run.run_id is None
+    assert time.monotonic() - started < 2 * tracking.CONNECT_SECONDS

@@ -2,9 +2,12 @@
 when the store cannot be reached, and the DVC outputs are written regardless."""
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -19,6 +22,30 @@ def project_root():
 
 def tracking_uri():
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+# How long a tracking server may take to accept a connection. MLflow's own client retries an
+# unreachable server for minutes, silently, in every stage: check once, fast, and go on without it.
+CONNECT_SECONDS = 3
+
+
+def check_reachable(uri):
+    """Raise ConnectionError unless the http(s) server of `uri` (or the proxy that reaches it)
+    accepts a TCP connection within CONNECT_SECONDS; other stores (sqlite, file) are not checked."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    target = parsed
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        target = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        with socket.create_connection((target.hostname, port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as error:
+        raise ConnectionError(f"the server is unreachable: {target.hostname}:{port} did not accept a "
+                              f"connection within {CONNECT_SECONDS} s ({error})") from error
 
 
 def artifact_location():
@@ -80,6 +107,7 @@ class Run:
         try:
             from mlflow.tracking import MlflowClient
 
+            check_reachable(tracking_uri())
             self.client = MlflowClient(tracking_uri())
             experiment_id = _retry(lambda: self._experiment_id(experiment))
             if resume_run_id and self._exists(resume_run_id):
