@@ -65,3 +65,8 @@ def test_score_is_flat_and_per_keypoint():
     assert per_keypoint["model_8_rmse_nose_tip"] == 0.0
     assert len(per_keypoint) == 8
     assert all(isinstance(value, float) for value in {**summary, **per_keypoint}.values())
+
+
+def test_scoring_no_held_out_rows_is_an_error_not_nan():
+    with pytest.raises(ValueError, match="model_8: no labelled held-out values.*split.holdout_fraction"):
+        score("model_8", np.zeros((0, 8)), np.zeros((0, 8)), EIGHT_COLUMNS)

@@ -24,7 +24,7 @@ def validation_rows(count, fraction, seed):
     """Seeded (fit, validation) row indices; the article took the last 10% instead, which on real data
     (sorted by source) is not a random sample."""
     order = np.random.default_rng(seed).permutation(count)
-    validation = holdout_count(count, fraction)
+    validation = holdout_count(count, fraction, "train.validation_fraction")
     if validation == 0:
         raise ValueError(f"train.validation_fraction={fraction} leaves no validation rows out of {count}")
     return np.sort(order[validation:]), np.sort(order[:validation])
