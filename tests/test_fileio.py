@@ -57,3 +57,23 @@ def test_a_killed_writer_s_partial_file_is_removed_by_the_next_write(tmp_path):
     with fileio.atomic_path(model) as temporary:
         temporary.write_bytes(b"model")
     assert sorted(path.name for path in model.parent.iterdir()) == ["model_8.keras"]
+
+
+# A fresh interpreter under umask 0o002 (a team directory's), writing one file and one directory.
+WRITER_UNDER_UMASK = """
+import os, sys
+os.umask(0o002)
+from pathlib import Path
+from keypoints import fileio
+out = Path(sys.argv[1])
+fileio.save_json(out / "metrics" / "evaluate.json", {"rmse": 1.0})
+with fileio.atomic_dir(out / "raw") as staging:
+    (staging / "training.csv").write_text("x")
+"""
+
+
+def test_outputs_get_the_modes_of_the_umask(tmp_path):
+    subprocess.run([sys.executable, "-c", WRITER_UNDER_UMASK, str(tmp_path)], check=True)
+    assert oct((tmp_path / "metrics" / "evaluate.json").stat().st_mode & 0o777) == oct(0o664)
+    assert oct((tmp_path / "raw").stat().st_mode & 0o777) == oct(0o775)
+    assert oct((tmp_path / "raw" / "training.csv").stat().st_mode & 0o777) == oct(0o664)

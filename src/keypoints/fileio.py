@@ -14,6 +14,22 @@ from pathlib import Path
 CHUNK_BYTES = 1 << 20
 
 
+def _umask():
+    # os.umask can only be read by setting it: set it back at once (at import, before any thread).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
+def _give_umask_mode(path, directory):
+    """mkstemp and mkdtemp create 0600 and 0700 whatever the umask; an output gets the mode that
+    open() and mkdir() would give it, so a shared or team directory can read it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~UMASK)
+
+
 def _temporary_prefix(name):
     # The writer's pid in the name tells a later run whether the temporary's writer is still alive.
     return f".{name}.{os.getpid()}."
@@ -54,6 +70,7 @@ def atomic_path(path):
     os.close(handle)
     try:
         yield Path(temporary)
+        _give_umask_mode(temporary, directory=False)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -99,6 +116,7 @@ def atomic_dir(path):
     temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp"))
     try:
         yield temporary
+        _give_umask_mode(temporary, directory=True)
         if path.exists():
             retired = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".old"))
             os.replace(path, retired / path.name)
