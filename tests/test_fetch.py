@@ -150,6 +150,24 @@ def test_lone_training_gz_gets_empty_test_and_lookup(tmp_path, out, files, capsy
     assert "submission will be empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_a_source_without_test_and_lookup_files_warns_and_writes_them_header_only(tmp_path, out, files, capsys, kind):
+    if kind == "directory":
+        source = write_directory(tmp_path / "in", {"training.csv": files["training.csv"]})
+    else:
+        source = competition_zip(tmp_path / "in" / "facial-keypoints-detection.zip", files,
+                                 leave_out=["test.zip", "IdLookupTable.csv"])
+    with pytest.warns(UserWarning, match="test.csv is written header-only"):
+        fetch("path", out, path=source)
+    assert contents(out) == {
+        "training.csv": files["training.csv"],
+        "test.csv": b"ImageId,Image\n",
+        "IdLookupTable.csv": b"RowId,ImageId,FeatureName,Location\n",
+    }
+    err = capsys.readouterr().err
+    assert "IdLookupTable.csv is written header-only" in err and "submission will be empty" in err
+
+
 def fake_download(files, calls):
     def download_competition(competition, dest_dir):
         calls.append(competition)
@@ -231,8 +249,8 @@ def truncated_gzip(tmp_path, files, monkeypatch):
 
 
 def missing_zip_member(tmp_path, files, monkeypatch):
-    archive = competition_zip(tmp_path / "in" / "facial-keypoints-detection.zip", files, leave_out=["test.zip"])
-    return dict(source="path", path=archive), r"facial-keypoints-detection\.zip: no member test\.csv or test\.zip"
+    archive = competition_zip(tmp_path / "in" / "facial-keypoints-detection.zip", files, leave_out=["training.zip"])
+    return dict(source="path", path=archive), r"facial-keypoints-detection\.zip: no member training\.csv or training\.zip"
 
 
 def missing_inner_member(tmp_path, files, monkeypatch):
@@ -242,8 +260,8 @@ def missing_inner_member(tmp_path, files, monkeypatch):
 
 
 def missing_file_in_directory(tmp_path, files, monkeypatch):
-    folder = write_directory(tmp_path / "in", {name: files[name] for name in NAMES[:2]})
-    return dict(source="path", path=folder), r"no IdLookupTable\.csv, IdLookupTable\.csv\.gz or IdLookupTable\.zip"
+    folder = write_directory(tmp_path / "in", {name: files[name] for name in NAMES[1:]})
+    return dict(source="path", path=folder), r"no training\.csv, training\.csv\.gz or training\.zip"
 
 
 def wrong_columns(tmp_path, files, monkeypatch):
