@@ -338,11 +338,23 @@ def corrupt_download(tmp_path, files, monkeypatch):
     return dict(source="kaggle", competition="facial-keypoints-detection"), r"kaggle:facial-keypoints-detection\.zip: corrupt, truncated"
 
 
+def unreachable_network(tmp_path, files, monkeypatch):
+    """The real download, through a proxy whose name cannot resolve (.invalid never does): a DNS failure."""
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    return (dict(source="kaggle", competition="facial-keypoints-detection"),
+            r"the network could not be reached: a host name could not be resolved \(DNS.*HTTPS_PROXY(?!.*rules)")
+
+
 FAILURES = [
     truncated_zip, random_bytes_zip, crc_mismatch, truncated_gzip, missing_zip_member, missing_inner_member,
     missing_file_in_directory, wrong_columns, wrong_lookup_columns, empty_file, header_only_training,
     checksum_mismatch, unknown_checksum_name, empty_path, nonexistent_path,
-    unknown_source, missing_credentials, download_without_zip, corrupt_download,
+    unknown_source, missing_credentials, download_without_zip, corrupt_download, unreachable_network,
 ]
 
 

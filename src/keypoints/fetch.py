@@ -10,6 +10,7 @@ for their columns (and, if pinned, their sha256) before they replace the previou
 import contextlib
 import gzip
 import shutil
+import socket
 import sys
 import warnings
 import zipfile
@@ -189,8 +190,30 @@ def download_competition(competition, dest_dir):
     try:
         api.competition_download_files(competition, path=dest_dir, quiet=False)
     except Exception as error:  # HTTP 401/403 for rejected keys or rules not accepted, 404 for a wrong name
+        network = _network_fault(error)
+        if network:
+            raise FetchError(f"kaggle download of {competition} failed: {network}. Check the network connection "
+                             f"(and HTTPS_PROXY, if one is set), then retry") from error
         raise FetchError(f"kaggle download of {competition} failed: {error}; check the credentials and the name, "
                          f"and accept the rules at {rules}") from error
+
+
+def _network_fault(error):
+    """What kept the request from reaching Kaggle at all (DNS, refused, timed out), or None when Kaggle
+    answered: only an answer can mean wrong credentials, a wrong name or rules not accepted."""
+    import requests  # the kaggle package's HTTP client
+
+    unreachable = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
+    found = None
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror):
+            return f"the network could not be reached: a host name could not be resolved (DNS: {error})"
+        if isinstance(error, unreachable):
+            found = found or f"the network could not be reached ({type(error).__name__})"
+        error = error.__cause__ or error.__context__
+    return found
 
 
 # ---------------------------------------------------------------- copying
