@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import make_project
+
 from keypoints.params import flatten, training_settings
 
 PARAMS = {
@@ -93,6 +95,7 @@ def test_the_project_params_follow_the_schema():
     (lambda v: v["fetch"].update(source="s3"), r"fetch.source: input should be 'synthetic', 'path' or 'kaggle'"),
     (lambda v: v["video"].update(smoothing="yes"), r"video.smoothing: input should be a valid boolean"),
     (lambda v: v.update(tarin={}), r"tarin: unknown key"),
+    (lambda v: v["fetch"].update(path=""), r"fetch.path: string should have at least 1 character"),
 ])
 def test_params_breaking_the_schema_are_refused_by_key_path(tmp_path, edit, message):
     from keypoints.params import load_params
@@ -119,3 +122,15 @@ def test_a_stage_refuses_bad_params_before_any_work(tmp_path):
     )
     assert result.returncode != 0 and "train.epoch: unknown key" in result.stderr, result.stderr[-2000:]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_an_empty_fetch_path_breaks_dvc_itself_and_a_stage_script_names_it(tmp_path):
+    """README's account of DVC's limitation: DVC fails on the empty dependency path before any stage
+    (if a DVC release fixes it, this test says README needs updating), and a stage script names the key."""
+    project = make_project(tmp_path / "project", {"fetch": {"path": ""}})
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status"], cwd=project, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "unexpected error" in result.stderr, result.stderr[-2000:]
+    result = subprocess.run([sys.executable, "stages/fetch.py", "--out", "data/raw"], cwd=project,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, result.stderr[-2000:]
+    assert "params.yaml: fetch.path: string should have at least 1 character" in result.stderr
