@@ -87,6 +87,8 @@ def test_an_unreachable_tracking_server_is_reported_at_once_and_skipped(monkeypa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)  # the port itself, not a proxy, must be checked
     started = time.monotonic()
     with pytest.warns(RuntimeWarning, match=f"unreachable: 127.0.0.1:{port}"):
         run = tracking.Run("keypoints-test", "train_8")
@@ -94,3 +96,14 @@ def test_an_unreachable_tracking_server_is_reported_at_once_and_skipped(monkeypa
         run.finish()
     assert run.run_id is None
     assert time.monotonic() - started < 2 * tracking.CONNECT_SECONDS
+
+
+def test_through_a_proxy_the_proxy_is_what_must_answer(monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port} did not accept"):
+        tracking.check_reachable("http://tracking.example.com:5000")
