@@ -54,17 +54,17 @@ def main(argv=None):
 
     # The whole of params.yaml on the evaluate run lets MLflow's compare view line experiments up.
     holdout_files = [split / name / "holdout_keypoints.npy" for name in ("8", "30")]
-    run = tracking.Run(
+    with tracking.Run(
         params["mlflow"]["experiment"], "evaluate",
         params_hash=settings_hash(params), data_checksum=tracking.files_checksum(holdout_files),
-    )
-    run.log_params(flatten(params))
-    run.log_metrics(metrics)
-    # Prefixed so MLflow lists (and groups) them after the headline metrics, not among them.
-    run.log_metrics({f"per_keypoint/{key}": value for key, value in per_keypoint.items()})
-    for path in (args.metrics, args.per_keypoint, args.faces, args.curves):
-        run.log_artifact(path)
-    run.finish()
+    ) as run:
+        run.log_params(flatten(params))
+        run.log_metrics(metrics)
+        # Prefixed so MLflow lists (and groups) them after the headline metrics, not among them.
+        run.log_metrics({f"per_keypoint/{key}": value for key, value in per_keypoint.items()})
+        for path in (args.metrics, args.per_keypoint, args.faces, args.curves):
+            run.log_artifact(path)
+        run.finish()
 
 
 if __name__ == "__main__":

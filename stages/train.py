@@ -46,20 +46,20 @@ def main(argv=None):
     data_checksum = tracking.files_checksum(files)
 
     checkpoint = Checkpoint(args.checkpoints, fingerprint(settings, data_checksum))
-    run = tracking.Run(
+    with tracking.Run(
         params["mlflow"]["experiment"], f"train_{args.outputs}",
         params_hash=settings_hash(settings), data_checksum=data_checksum, resume_run_id=checkpoint.run_id,
-    )
-    model, history, summary = fit(images, keypoints, columns_for(args.outputs), settings, checkpoint, run, initial_model)
-    with fileio.atomic_path(args.model) as temporary:
-        model.save(temporary)
-    fileio.save_csv(args.history, history_frame(history))
-    # Named per model, so `dvc exp show` heads the columns of both files with short, distinct names.
-    fileio.save_json(args.metrics, {f"model_{args.outputs}_{key}": value for key, value in summary.items()})
-    run.log_metrics(summary)
-    run.log_artifact(args.model, "model")
-    run.log_artifact(args.history)
-    run.finish()
+    ) as run:
+        model, history, summary = fit(images, keypoints, columns_for(args.outputs), settings, checkpoint, run, initial_model)
+        with fileio.atomic_path(args.model) as temporary:
+            model.save(temporary)
+        fileio.save_csv(args.history, history_frame(history))
+        # Named per model, so `dvc exp show` heads the columns of both files with short, distinct names.
+        fileio.save_json(args.metrics, {f"model_{args.outputs}_{key}": value for key, value in summary.items()})
+        run.log_metrics(summary)
+        run.log_artifact(args.model, "model")
+        run.log_artifact(args.history)
+        run.finish()
     checkpoint.clear()
 
 

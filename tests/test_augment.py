@@ -198,21 +198,29 @@ def test_all_zero_augmentation_is_identity_up_to_order():
     assert np.array_equal(out_images[..., 0], images[order]) and np.array_equal(out_keypoints, keypoints[order])
 
 
-def test_same_seed_same_batches_and_different_seeds_differ():
+def test_each_epoch_is_a_function_of_seed_and_epoch_alone():
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (20, 96, 96), dtype=np.uint8)
     keypoints = rng.uniform(30, 65, (20, 8)).astype(np.float32)
     augment = {"flip": True, "shift": 3, "rotation": 8, "scale": 0.05, "brightness": 0.1, "contrast": 0.1}
 
-    def two_epochs(seed):
-        dataset = make_dataset(images, keypoints, EIGHT, 8, training=True, seed=seed, augment=augment)
-        return [batches(dataset) for _ in range(2)]
+    def epochs(seed, first=0, end=3):
+        dataset = make_dataset(images, keypoints, EIGHT, 8, training=True, seed=seed, augment=augment, epochs=(first, end))
+        out_images, out_keypoints = batches(dataset)
+        return [(out_images[i:i + 20], out_keypoints[i:i + 20]) for i in range(0, len(out_images), 20)]
 
-    first, again, other = two_epochs(7), two_epochs(7), two_epochs(8)
-    for epoch in range(2):
+    first, again, other = epochs(7), epochs(7), epochs(8)
+    assert len(first) == 3
+    for epoch in range(3):
         assert np.array_equal(first[epoch][0], again[epoch][0]) and np.array_equal(first[epoch][1], again[epoch][1])
     assert not np.allclose(first[0][1], first[1][1])  # reshuffled and re-augmented each epoch
     assert not np.allclose(first[0][1], other[0][1])
+    # A fit resumed at epoch 1 gets the very batches the uninterrupted fit got from epoch 1 on.
+    resumed = epochs(7, first=1)
+    assert len(resumed) == 2
+    for epoch in (1, 2):
+        assert np.array_equal(resumed[epoch - 1][0], first[epoch][0])
+        assert np.array_equal(resumed[epoch - 1][1], first[epoch][1])
 
 
 @pytest.mark.parametrize("names", [EIGHT, ALL])

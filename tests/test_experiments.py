@@ -89,6 +89,25 @@ def test_mlflow_has_every_experiment_in_the_parent_store(experiments):
     assert not list((experiments / ".dvc" / "tmp").rglob("mlflow.db")), "no store inside a temp copy"
 
 
+def test_two_temp_experiments_at_once_both_run_and_are_saved(experiments):
+    """README's advice for experiments at once without the queue: `--temp` gives each its own copy,
+    where two plain workspace runs would share (and overwrite) one params.yaml."""
+    environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    params_before = (experiments / "params.yaml").read_text()
+    runs = [subprocess.Popen(["dvc", "exp", "run", "--temp", "-n", name, "-S", f"train.learning_rate={value}"],
+                             cwd=experiments, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name, value in (("temp-a", 0.002), ("temp-b", 0.003))]
+    for process in runs:
+        output = process.communicate(timeout=900)[0]
+        assert process.returncode == 0, output[-4000:]
+    assert (experiments / "params.yaml").read_text() == params_before, "the workspace is untouched"
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], experiments).stdout)
+    rates = {revision["name"]: revision["data"]["params"]["params.yaml"]["data"]["train"]["learning_rate"]
+             for baseline in shown for experiment in baseline.get("experiments") or [] for revision in experiment["revs"]}
+    assert rates["temp-a"] == 0.002 and rates["temp-b"] == 0.003
+
+
 def test_same_params_give_the_same_splits_and_metrics(experiments):
     before = {p: (experiments / p).read_bytes() for p in ("metrics/evaluate.json", "data/split/30/holdout_rows.npy")}
     run(["dvc", "repro", "--force", "--no-run-cache"], experiments)

@@ -150,6 +150,24 @@ def test_lone_training_gz_gets_empty_test_and_lookup(tmp_path, out, files, capsy
     assert "submission will be empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_a_source_without_test_and_lookup_files_warns_and_writes_them_header_only(tmp_path, out, files, capsys, kind):
+    if kind == "directory":
+        source = write_directory(tmp_path / "in", {"training.csv": files["training.csv"]})
+    else:
+        source = competition_zip(tmp_path / "in" / "facial-keypoints-detection.zip", files,
+                                 leave_out=["test.zip", "IdLookupTable.csv"])
+    with pytest.warns(UserWarning, match="test.csv is written header-only"):
+        fetch("path", out, path=source)
+    assert contents(out) == {
+        "training.csv": files["training.csv"],
+        "test.csv": b"ImageId,Image\n",
+        "IdLookupTable.csv": b"RowId,ImageId,FeatureName,Location\n",
+    }
+    err = capsys.readouterr().err
+    assert "IdLookupTable.csv is written header-only" in err and "submission will be empty" in err
+
+
 def fake_download(files, calls):
     def download_competition(competition, dest_dir):
         calls.append(competition)
@@ -231,8 +249,8 @@ def truncated_gzip(tmp_path, files, monkeypatch):
 
 
 def missing_zip_member(tmp_path, files, monkeypatch):
-    archive = competition_zip(tmp_path / "in" / "facial-keypoints-detection.zip", files, leave_out=["test.zip"])
-    return dict(source="path", path=archive), r"facial-keypoints-detection\.zip: no member test\.csv or test\.zip"
+    archive = competition_zip(tmp_path / "in" / "facial-keypoints-detection.zip", files, leave_out=["training.zip"])
+    return dict(source="path", path=archive), r"facial-keypoints-detection\.zip: no member training\.csv or training\.zip"
 
 
 def missing_inner_member(tmp_path, files, monkeypatch):
@@ -242,8 +260,8 @@ def missing_inner_member(tmp_path, files, monkeypatch):
 
 
 def missing_file_in_directory(tmp_path, files, monkeypatch):
-    folder = write_directory(tmp_path / "in", {name: files[name] for name in NAMES[:2]})
-    return dict(source="path", path=folder), r"no IdLookupTable\.csv, IdLookupTable\.csv\.gz or IdLookupTable\.zip"
+    folder = write_directory(tmp_path / "in", {name: files[name] for name in NAMES[1:]})
+    return dict(source="path", path=folder), r"no training\.csv, training\.csv\.gz or training\.zip"
 
 
 def wrong_columns(tmp_path, files, monkeypatch):
@@ -320,11 +338,23 @@ def corrupt_download(tmp_path, files, monkeypatch):
     return dict(source="kaggle", competition="facial-keypoints-detection"), r"kaggle:facial-keypoints-detection\.zip: corrupt, truncated"
 
 
+def unreachable_network(tmp_path, files, monkeypatch):
+    """The real download, through a proxy whose name cannot resolve (.invalid never does): a DNS failure."""
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    return (dict(source="kaggle", competition="facial-keypoints-detection"),
+            r"the network could not be reached: a host name could not be resolved \(DNS.*HTTPS_PROXY(?!.*rules)")
+
+
 FAILURES = [
     truncated_zip, random_bytes_zip, crc_mismatch, truncated_gzip, missing_zip_member, missing_inner_member,
     missing_file_in_directory, wrong_columns, wrong_lookup_columns, empty_file, header_only_training,
     checksum_mismatch, unknown_checksum_name, empty_path, nonexistent_path,
-    unknown_source, missing_credentials, download_without_zip, corrupt_download,
+    unknown_source, missing_credentials, download_without_zip, corrupt_download, unreachable_network,
 ]
 
 

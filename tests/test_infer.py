@@ -259,6 +259,31 @@ def test_unreadable_images_and_missing_or_wrong_models_are_named(tmp_path, predi
         infer.load_models(model_files[0], model_files[0])
 
 
+def test_bad_images_are_named_and_skipped_and_the_rest_is_written(tmp_path, model_files, framing_file, capsys):
+    photos = tmp_path / "photos"
+    write(photos / "a.png", gradient(60, 80))
+    (photos / "b_empty.jpg").write_bytes(b"")
+    (photos / "c_broken.png").write_bytes(b"\x89PNG but truncated")
+    write(photos / "d.png", gradient(70, 50))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keypoints.csv").write_text("file\nfrom_an_older_run.png\n")
+    argv = ["detect", str(photos), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]),
+            "--framing", str(framing_file), "--out", str(out)]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "b_empty.jpg: empty file (0 bytes)" in captured.err and "c_broken.png: not an image" in captured.err
+    assert "2 images" in captured.out and "2 unreadable skipped" in captured.out
+    assert pd.read_csv(out / "keypoints.csv")["file"].tolist() == [str(photos / "a.png"), str(photos / "d.png")]
+    assert sorted(p.name for p in out.glob("*.png")) == ["a_keypoints.png", "d_keypoints.png"]
+
+    # Nothing readable: an error, and no keypoints.csv of an older run left to pass for this one's.
+    argv = ["detect", str(photos / "b_empty.jpg"), str(photos / "c_broken.png"), *argv[2:]]
+    assert cli.main(argv) == 1
+    assert "none of the 2 images could be read" in capsys.readouterr().err
+    assert not (out / "keypoints.csv").exists()
+
+
 def test_clashing_drawings_are_refused_before_any_output(tmp_path, predict):
     first = write(tmp_path / "a" / "face.png", gradient(40, 40))
     second = write(tmp_path / "b" / "face.jpg", gradient(40, 40))

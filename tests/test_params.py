@@ -1,4 +1,11 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import yaml
+
+from conftest import make_project
 
 from keypoints.params import flatten, training_settings
 
@@ -54,3 +61,76 @@ def test_a_missing_setting_is_an_error_naming_its_key_path(tmp_path):
         settings["model"]["dropout"]
     with pytest.raises(KeyError, match=r"^params.yaml has no split$"):
         load_params(path)["split"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def params_with(tmp_path, edit):
+    """A copy of the project's params.yaml with `edit(values)` applied; returns its path."""
+    values = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(values)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def test_the_project_params_follow_the_schema():
+    from keypoints.params import load_params
+
+    assert load_params(ROOT / "params.yaml")["train"]["epochs"] >= 1
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda v: v["train"].update(epoch=5), r"train.epoch: unknown key"),
+    (lambda v: v["train"].update(learning_rate=-0.001), r"train.learning_rate: input should be greater than 0, not -0.001"),
+    (lambda v: v["train"].update(epochs=1.5), r"train.epochs: input should be a valid integer, not 1.5"),
+    (lambda v: v["train"].update(validation_fraction=1.0), r"train.validation_fraction: input should be less than 1"),
+    (lambda v: v["train"]["model"].update(dropout="0.1"), r"train.model.dropout: .*drop the quotes"),
+    (lambda v: v["train"].update(learning_rate="1e-4"), r"train.learning_rate: .*write 1.0e-4"),
+    (lambda v: v["split"].update(holdout_fraction=0), r"split.holdout_fraction: input should be greater than 0"),
+    (lambda v: v["presets"]["fast"].update(batch_szie=8), r"presets.fast.batch_szie: unknown key"),
+    (lambda v: v["presets"]["fast"]["augment"].update(shift=-1), r"presets.fast.augment.shift: input should be greater"),
+    (lambda v: v["presets"]["fast"]["per_model"].update(model_15={}), r"presets.fast.per_model.model_15: unknown key"),
+    (lambda v: v["fetch"].update(source="s3"), r"fetch.source: input should be 'synthetic', 'path' or 'kaggle'"),
+    (lambda v: v["video"].update(smoothing="yes"), r"video.smoothing: input should be a valid boolean"),
+    (lambda v: v.update(tarin={}), r"tarin: unknown key"),
+    (lambda v: v["fetch"].update(path=""), r"fetch.path: string should have at least 1 character"),
+])
+def test_params_breaking_the_schema_are_refused_by_key_path(tmp_path, edit, message):
+    from keypoints.params import load_params
+    from keypoints.schema import InvalidParams
+
+    with pytest.raises(InvalidParams, match=message):
+        load_params(params_with(tmp_path, edit))
+
+
+def test_a_preset_may_override_any_subset_of_train(tmp_path):
+    from keypoints.params import load_params
+
+    path = params_with(tmp_path, lambda v: v["presets"].update(tiny={"model": {"dropout": 0.0}}, empty=None))
+    assert load_params(path)["presets"]["tiny"]["model"]["dropout"] == 0.0
+
+
+def test_a_stage_refuses_bad_params_before_any_work(tmp_path):
+    """The training stage, with no data at all: the params fail first, naming the key."""
+    params_with(tmp_path, lambda v: v["train"].update(epoch=5))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "train.py"), "--outputs", "8", "--data", "missing", "--model", "m.keras",
+         "--history", "h.csv", "--metrics", "m.json", "--checkpoints", "c"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0 and "train.epoch: unknown key" in result.stderr, result.stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_an_empty_fetch_path_breaks_dvc_itself_and_a_stage_script_names_it(tmp_path):
+    """README's account of DVC's limitation: DVC fails on the empty dependency path before any stage
+    (if a DVC release fixes it, this test says README needs updating), and a stage script names the key."""
+    project = make_project(tmp_path / "project", {"fetch": {"path": ""}})
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status"], cwd=project, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "unexpected error" in result.stderr, result.stderr[-2000:]
+    result = subprocess.run([sys.executable, "stages/fetch.py", "--out", "data/raw"], cwd=project,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, result.stderr[-2000:]
+    assert "params.yaml: fetch.path: string should have at least 1 character" in result.stderr

@@ -87,3 +87,8 @@ def test_unflip_maps_a_mirrored_face_s_keypoints_back_onto_the_face():
         assert np.abs(mirrored.numpy() - keypoints).max() > 5, "a flip moves the keypoints"
         np.testing.assert_allclose(unflip(mirrored.numpy()), keypoints, atol=1e-4)
         np.testing.assert_allclose(flip_averaged(keypoints + 1, mirrored.numpy()), keypoints + 0.5, atol=1e-4)
+
+
+def test_scoring_no_held_out_rows_is_an_error_not_nan():
+    with pytest.raises(ValueError, match="model_8: no labelled held-out values.*split.holdout_fraction"):
+        score("model_8", np.zeros((0, 8)), np.zeros((0, 8)), EIGHT_COLUMNS)

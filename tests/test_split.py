@@ -43,11 +43,18 @@ def test_same_seed_same_split_other_seed_other_split():
 
 
 def test_holdout_count_keeps_one_row_each_side():
-    assert holdout_count(5, 0.01) == 1
-    assert holdout_count(2, 0.9) == 1
-    assert holdout_count(100, 0.0) == 0
-    with pytest.raises(ValueError, match="holdout_fraction"):
-        holdout_count(10, 1.0)
+    assert holdout_count(5, 0.01, "split.holdout_fraction") == 1
+    assert holdout_count(2, 0.9, "split.holdout_fraction") == 1
+    assert holdout_count(100, 0.0, "split.holdout_fraction") == 0
+    with pytest.raises(ValueError, match="train.validation_fraction must be in"):
+        holdout_count(10, 1.0, "train.validation_fraction")
+
+
+def test_no_held_out_rows_is_refused_rather_than_scored_as_nan():
+    with pytest.raises(ValueError, match="split.holdout_fraction must be above 0"):
+        split_rows(labels(full=40, eight_only=60), 0.0, 0)
+    with pytest.raises(ValueError, match="no held-out rows with all 30"):
+        split_rows(labels(full=1, eight_only=60), 0.1, 0)
 
 
 def test_no_fully_labelled_rows_is_a_clear_error():

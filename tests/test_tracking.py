@@ -1,3 +1,5 @@
+import socket
+import time
 import warnings
 
 import pytest
@@ -63,3 +65,45 @@ def test_unreachable_store_warns_and_carries_on(monkeypatch, tmp_path):
         warnings.simplefilter("error")
         run.log_metrics({"loss": 1.0})
         run.finish()
+
+
+@pytest.mark.parametrize("error, status", [(ValueError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+def test_a_run_left_by_an_error_is_marked_failed_not_running(store, error, status):
+    with pytest.raises(error):
+        with tracking.Run("keypoints-test", "train_8") as run:
+            raise error("bad setting")
+    assert MlflowClient(store).get_run(run.run_id).info.status == status
+
+
+def test_a_finished_run_stays_finished_in_its_block(store):
+    with tracking.Run("keypoints-test", "evaluate") as run:
+        run.finish()
+    assert MlflowClient(store).get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_an_unreachable_tracking_server_is_reported_at_once_and_skipped(monkeypatch):
+    """MLflow's client alone retries a closed port for minutes per stage, silently."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)  # the port itself, not a proxy, must be checked
+    started = time.monotonic()
+    with pytest.warns(RuntimeWarning, match=f"unreachable: 127.0.0.1:{port}"):
+        run = tracking.Run("keypoints-test", "train_8")
+        run.log_metrics({"loss": 1.0})
+        run.finish()
+    assert run.run_id is None
+    assert time.monotonic() - started < 2 * tracking.CONNECT_SECONDS
+
+
+def test_through_a_proxy_the_proxy_is_what_must_answer(monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port} did not accept"):
+        tracking.check_reachable("http://tracking.example.com:5000")

@@ -1,4 +1,9 @@
 import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +111,55 @@ def test_a_stopped_fit_resumes_from_its_checkpoint(tmp_path, store):
     assert summary["epochs_run"] == 3
 
 
+# A training process that kills itself (SIGKILL, as `kill -9`) right after its checkpoint records
+# `next_epoch` == KILL_AT: the same fit as train() above, in a process of its own.
+KILLED_TRAINING = """
+import json, os, signal, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_train import data, train
+from keypoints import checkpoint
+
+settings, directory, kill_at = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+save = checkpoint.Checkpoint.save
+
+def save_then_die(self, model, state, best_weights):
+    save(self, model, state, best_weights)
+    if state["next_epoch"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoint.Checkpoint.save = save_then_die
+train(*data(), settings, directory)
+"""
+
+
+def test_a_killed_and_resumed_fit_gives_the_numbers_of_an_uninterrupted_one(tmp_path, store):
+    """Epoch by epoch: the learning rate exactly, the losses to float precision. Dropout, shuffling and
+    augmentation all draw; at the kill ReduceLROnPlateau is one epoch into its patience, and lowers
+    the rate after it."""
+    settings = merge(SETTINGS, {
+        "epochs": 6, "learning_rate": 0.05, "reduce_lr": {"patience": 2, "factor": 0.5},
+        "model": {"dropout": 0.3}, "augment": {"flip": True, "shift": 3.0, "brightness": 0.1},
+    })
+    uninterrupted = train(*data(), settings, tmp_path / "uninterrupted")[1]
+
+    directory = tmp_path / "killed"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_TRAINING, str(Path(__file__).parent), json.dumps(settings), str(directory), "3"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert json.loads((directory / "state.json").read_text())["next_epoch"] == 3
+    resumed = train(*data(), settings, directory)[1]
+    assert [row["epoch"] for row in resumed] == list(range(6))
+    for expected, got in zip(uninterrupted, resumed):
+        assert got["lr"] == expected["lr"], (got, expected)
+        for key in ("loss", "mae", "val_loss", "val_mae"):
+            assert got[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-6), (key, got, expected)
+    lrs = [row["lr"] for row in uninterrupted]
+    assert lrs[3:] != lrs[:3], "without a learning-rate change after the kill this test could not fail"
+
+
 def test_a_checkpoint_of_other_settings_is_discarded(tmp_path, store):
     images, keypoints = data()
     directory = tmp_path / "checkpoint"
@@ -147,3 +201,21 @@ def test_fit_with_precise_batchnorm_validates_better_than_without(tmp_path, stor
                                     tmp_path / f"checkpoint{rows}")
         losses[rows] = history[-1]["val_loss"]
     assert losses[64] < losses[0]
+
+
+def test_a_training_stage_that_fails_marks_its_mlflow_run_failed(tmp_path, store):
+    """The real stage script, on one training row: fit refuses it after the run was opened."""
+    project = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text((project / "params.yaml").read_text())
+    images, keypoints = data(rows=1)
+    np.save(tmp_path / "train_images.npy", images)
+    np.save(tmp_path / "train_keypoints.npy", keypoints)
+    result = subprocess.run(
+        [sys.executable, str(project / "stages" / "train.py"), "--outputs", "8", "--data", str(tmp_path),
+         "--model", "m.keras", "--history", "h.csv", "--metrics", "m.json", "--checkpoints", "checkpoints"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0 and "no validation rows" in result.stderr, result.stderr[-3000:]
+    experiment = load_params(tmp_path / "params.yaml")["mlflow"]["experiment"]
+    runs = store.search_runs([store.get_experiment_by_name(experiment).experiment_id])
+    assert [run.info.status for run in runs] == ["FAILED"]

@@ -89,11 +89,11 @@ def affine_transform(images, keypoints, flip, shift_x, shift_y, angle, scale, or
 
 
 def _augment_batch(images, keypoints, seed, settings, order):
-    """Random augmentation of one batch, every draw from the stateless seed of this batch."""
+    """Random augmentation of one batch, every draw from this batch's stateless seed pair."""
     import tensorflow as tf
 
     batch = tf.shape(images)[0]
-    draws = tf.random.stateless_uniform([batch, 7], seed=tf.stack([seed, tf.constant(0, tf.int64)]))
+    draws = tf.random.stateless_uniform([batch, 7], seed=seed)
     symmetric = 2.0 * draws - 1.0  # uniform in [-1, 1)
     if settings["flip"] or settings["shift"] or settings["rotation"] or settings["scale"]:
         flip = draws[:, 0] < 0.5 if settings["flip"] else tf.zeros([batch], tf.bool)
@@ -115,12 +115,26 @@ def _augment_batch(images, keypoints, seed, settings, order):
     return images, keypoints
 
 
-def make_dataset(images, keypoints, columns, batch_size, *, training, seed, augment=None):
+def steps_per_epoch(rows, batch_size):
+    """Batches in one training epoch (the last may be smaller)."""
+    return -(-int(rows) // int(batch_size))
+
+
+def epoch_seed(seed, epoch):
+    """The stateless seed pair of one epoch's shuffling and augmentation: a function of (seed, epoch)
+    only, so that a fit resumed at epoch k sees the batches an uninterrupted one sees there."""
+    import tensorflow as tf
+
+    return tf.random.experimental.stateless_fold_in(tf.constant([int(seed), 0], tf.int64), epoch)
+
+
+def make_dataset(images, keypoints, columns, batch_size, *, training, seed, augment=None, epochs=(0, 1)):
     """tf.data pipeline of (float32 (B, 96, 96, 1) grey levels 0-255, float32 (B, k) pixel keypoints).
 
     images: uint8 (N, 96, 96); keypoints: float32 (N, k) without NaN; columns: their k names.
-    training: shuffle (reshuffled every epoch) and augment; the same seed gives the same batches in
-    the same order, epoch after epoch. Otherwise batches in row order, untouched.
+    training: the batches of epochs `epochs` = (first, end), one epoch after the other (fit it with
+    steps_per_epoch(N, batch_size)), each epoch shuffled and augmented afresh from (seed, epoch) alone.
+    Otherwise batches in row order, untouched.
     """
     import tensorflow as tf
 
@@ -145,21 +159,33 @@ def make_dataset(images, keypoints, columns, batch_size, *, training, seed, augm
     # pipeline is ~200x faster than the training step, so fixed parallelism loses nothing.
     options = tf.data.Options()
     options.autotune.enabled = False
-    dataset = tf.data.Dataset.from_tensor_slices((images, keypoints)).with_options(options)
     if not training:
+        dataset = tf.data.Dataset.from_tensor_slices((images, keypoints)).with_options(options)
         dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
-    dataset = dataset.cache().shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    first, end = map(int, epochs)
+    all_images, all_keypoints = tf.constant(images), tf.constant(keypoints)
+    order = flip_order(columns) if any(settings.values()) else None
+
+    def batch_of(rows, batch_seed):
+        image_batch, keypoint_batch = to_float(tf.gather(all_images, rows), tf.gather(all_keypoints, rows))
+        if order is None:
+            return image_batch, keypoint_batch
+        return _augment_batch(image_batch, keypoint_batch, batch_seed, settings, order)
+
+    def one_epoch(epoch):
+        # Stateless draws, not a shuffle buffer or a random dataset reseeded per iteration: those
+        # restart their streams with every new fit, so a resumed fit would replay epoch 0's batches.
+        seeds = epoch_seed(seed, epoch)
+        rows = tf.random.experimental.stateless_shuffle(
+            tf.range(len(images), dtype=tf.int64), seed=tf.random.experimental.stateless_fold_in(seeds, 0))
+        augment_seed = tf.random.experimental.stateless_fold_in(seeds, 1)
+        batch_seeds = tf.data.Dataset.range(steps_per_epoch(len(images), batch_size)).map(
+            lambda number: tf.random.experimental.stateless_fold_in(augment_seed, number))
+        return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(rows).batch(batch_size), batch_seeds)
+
     # Augmenting whole batches makes one transform op call per batch instead of one per image.
-    dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if any(settings.values()):
-        order = flip_order(columns)
-        # One stateless seed per batch, fresh each epoch yet fixed by `seed`: reproducible even with
-        # parallel map calls, which a stateful generator would not be.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, batch_seed: _augment_batch(*batch, batch_seed, settings, order),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-        )
+    dataset = tf.data.Dataset.range(first, end).with_options(options).flat_map(one_epoch)
+    dataset = dataset.map(batch_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -110,7 +110,9 @@ def run_detect(args):
     if paths:
         frame = infer.run(paths, predict, framing, args.out, box=args.box)
         found = int(frame["face_found"].sum())
-        print(f"{args.out}/keypoints.csv: {len(frame)} images, a face found in {found}; drawings in {args.out}/")
+        skipped = len(paths) - len(frame)
+        print(f"{args.out}/keypoints.csv: {len(frame)} images, a face found in {found}"
+              f"{f', {skipped} unreadable skipped (named above)' if skipped else ''}; drawings in {args.out}/")
     if sources:
         run_videos(args, sources, predict, framing)
 

@@ -22,6 +22,10 @@ def mae(predictions, targets):
 
 def score(name, predictions, targets, columns):
     """Flat metrics: {name}_rmse, {name}_mae, and per keypoint {name}_rmse_{keypoint} (over its x and y)."""
+    if labelled_errors(predictions, targets).size == 0:
+        # NaN metrics are no JSON and compare as nothing in `dvc exp show`: refuse them.
+        raise ValueError(f"{name}: no labelled held-out values to score ({len(targets)} held-out rows); "
+                         "split.holdout_fraction must hold some rows out")
     summary = {f"{name}_rmse": rmse(predictions, targets), f"{name}_mae": mae(predictions, targets)}
     per_keypoint = {}
     for start in range(0, len(columns), 2):

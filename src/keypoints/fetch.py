@@ -10,6 +10,7 @@ for their columns (and, if pinned, their sha256) before they replace the previou
 import contextlib
 import gzip
 import shutil
+import socket
 import sys
 import warnings
 import zipfile
@@ -28,6 +29,7 @@ REQUIRED_COLUMNS = {
 # Written when only training.csv is given: a valid but empty test set and lookup table.
 EMPTY_TEST = ",".join(TEST_COLUMNS) + "\n"
 EMPTY_LOOKUP = ",".join(LOOKUP_FILE_COLUMNS) + "\n"
+EMPTY = {"test.csv": EMPTY_TEST, "IdLookupTable.csv": EMPTY_LOOKUP}
 HEADER_LIMIT = 1 << 16  # a real header is ~700 bytes; never read a 240 MB line looking for one
 
 
@@ -113,9 +115,10 @@ def _from_directory(folder, staging):
             _copy_file(found, staging / name)
         elif zipped.is_file():
             _copy_from_zip(zipped, name, staging / name)
+        elif name in EMPTY:
+            _write_empty(staging, name, f"{folder} has no {name}, {name}.gz or {zipped.name}")
         else:
-            raise FetchError(f"{folder}: no {name}, {name}.gz or {zipped.name} (for training data alone, "
-                             f"point fetch.path at the training.csv file itself)")
+            raise FetchError(f"{folder}: no {name}, {name}.gz or {zipped.name}")
 
 
 def _from_zip(archive, staging, label=None):
@@ -129,6 +132,9 @@ def _from_zip(archive, staging, label=None):
                 _copy_stream(outer.open(member), staging / name, f"{label}:{member}")
                 continue
             member = _member(outer, zipped)
+            if not member and name in EMPTY:
+                _write_empty(staging, name, f"{label} has no member {name} or {zipped}")
+                continue
             if not member:
                 raise FetchError(f"{label}: no member {name} or {zipped} (it holds {', '.join(outer.namelist())})")
             # A zip inside a zip: unpack the inner one next to the output first, then read it.
@@ -141,11 +147,15 @@ def _from_zip(archive, staging, label=None):
 def _from_training_only(path, staging):
     """A lone training.csv(.gz), e.g. a face set in the competition format: no test set to predict."""
     _copy_file(path, staging / "training.csv")
-    (staging / "test.csv").write_text(EMPTY_TEST)
-    (staging / "IdLookupTable.csv").write_text(EMPTY_LOOKUP)
-    message = (f"{path} holds only training data: test.csv and IdLookupTable.csv are written header-only, "
-               f"so the submission will be empty")
-    warnings.warn(message, UserWarning, stacklevel=4)
+    for name in EMPTY:
+        _write_empty(staging, name, f"{path} holds only training data")
+
+
+def _write_empty(staging, name, reason):
+    """A header-only test.csv or IdLookupTable.csv for a source without one: training needs neither."""
+    (staging / name).write_text(EMPTY[name])
+    message = f"{reason}: {name} is written header-only, so the submission will be empty"
+    warnings.warn(message, UserWarning, stacklevel=2)
     log(f"warning: {message}")
 
 
@@ -180,8 +190,30 @@ def download_competition(competition, dest_dir):
     try:
         api.competition_download_files(competition, path=dest_dir, quiet=False)
     except Exception as error:  # HTTP 401/403 for rejected keys or rules not accepted, 404 for a wrong name
+        network = _network_fault(error)
+        if network:
+            raise FetchError(f"kaggle download of {competition} failed: {network}. Check the network connection "
+                             f"(and HTTPS_PROXY, if one is set), then retry") from error
         raise FetchError(f"kaggle download of {competition} failed: {error}; check the credentials and the name, "
                          f"and accept the rules at {rules}") from error
+
+
+def _network_fault(error):
+    """What kept the request from reaching Kaggle at all (DNS, refused, timed out), or None when Kaggle
+    answered: only an answer can mean wrong credentials, a wrong name or rules not accepted."""
+    import requests  # the kaggle package's HTTP client
+
+    unreachable = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
+    found = None
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror):
+            return f"the network could not be reached: a host name could not be resolved (DNS: {error})"
+        if isinstance(error, unreachable):
+            found = found or f"the network could not be reached ({type(error).__name__})"
+        error = error.__cause__ or error.__context__
+    return found
 
 
 # ---------------------------------------------------------------- copying

@@ -54,8 +54,14 @@ def read_image(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not an image")
     # imdecode rather than imread: imread returns None without saying why, and fails on some names.
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ValueError(f"{path}: not an image OpenCV can read ({error.err or error})") from error
     if image is None or image.size == 0:
         raise ValueError(f"{path}: not an image OpenCV can read")
     return image
@@ -182,34 +188,52 @@ def _check_output_names(paths, out_dir):
         owners[target] = path
 
 
+def keypoints_of(path, predict, framing, detectors, box):
+    """(image, box, keypoints in original pixels, found) of one image file."""
+    image = read_image(path)
+    gray = to_gray(image)
+    if box is not None:
+        face, found = tuple(box), True
+        keypoints_96 = predict(crop_face(gray, face)[None])[0]
+    else:
+        face, keypoints_96, found, _ = locate(gray, detectors, framing, predict)
+    return image, face, to_original(keypoints_96, face), found
+
+
 def run(paths, predict, framing, out_dir, box=None, log=warn):
     """Keypoints of every image: out_dir/keypoints.csv and out_dir/<stem>_keypoints.png; returns the table.
 
     predict: uint8 (n, 96, 96) -> merged keypoints (n, 30) in crop pixels (keypoints.predict.merged_predictor);
     framing: load_framing's dict. box: a square (x, y, side) used for every image instead of detection
     and framing (face_found is then True: the fallback was not needed).
+    An image that cannot be read is reported through `log` and skipped: the table (and the CSV) holds
+    the others. If none could be read, raises ValueError, and removes an older keypoints.csv, which
+    would otherwise pass for this run's.
     """
     paths = [Path(path) for path in paths]
     out_dir = Path(out_dir)
     _check_output_names(paths, out_dir)
     settings = framing["settings"]
     detectors = make_detectors(settings["detectors"], settings["detection_size"]) if box is None else {}
-    rows = []
+    rows, skipped = [], []
     for number, path in enumerate(paths, start=1):
-        image = read_image(path)
-        gray = to_gray(image)
-        if box is not None:
-            face, found = tuple(box), True
-            keypoints_96 = predict(crop_face(gray, face)[None])[0]
-        else:
-            face, keypoints_96, found, _ = locate(gray, detectors, framing, predict)
-        keypoints = to_original(keypoints_96, face)
+        try:
+            image, face, keypoints, found = keypoints_of(path, predict, framing, detectors, box)
+        except (ValueError, OSError, cv2.error) as error:
+            log(f"{error}; skipped")
+            skipped.append(path)
+            continue
         if not found:
             log(f"{path}: no face found, using the centred square (x={face[0]}, y={face[1]}, side={face[2]})")
         save_image(output_image_path(out_dir, path), draw_keypoints(image, keypoints, face, found))
         rows.append([str(path), bool(found), *face, *keypoints])
         if number % 100 == 0 or number == len(paths) > 100:
             print(f"{number}/{len(paths)} images", file=sys.stderr, flush=True)
+    table = out_dir / "keypoints.csv"
+    if not rows:
+        table.unlink(missing_ok=True)
+        raise ValueError(f"none of the {len(paths)} images could be read ({', '.join(map(str, skipped[:5]))}"
+                         f"{', ...' if len(skipped) > 5 else ''}); nothing written to {table}")
     frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    fileio.save_csv(out_dir / "keypoints.csv", frame)
+    fileio.save_csv(table, frame)
     return frame

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from keypoints.schema import validate
+
 
 class MissingParam(KeyError):
     """A setting params.yaml lacks; the message names its key path."""
@@ -28,11 +30,15 @@ class Group(dict):
 
 
 def load_params(path="params.yaml"):
+    """params.yaml, checked against keypoints.schema first: every stage and tool reads it through here,
+    so an unknown key, a wrong type or an out-of-range value stops it before any work."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: parameters file not found (run from the project root)")
     with open(path) as handle:
-        return Group(yaml.safe_load(handle) or {}, "")
+        values = yaml.safe_load(handle) or {}
+    validate(values, source=str(path))
+    return Group(values, "")
 
 
 def merge(base, overrides):

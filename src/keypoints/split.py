@@ -7,10 +7,13 @@ import numpy as np
 from keypoints import fileio
 from keypoints.columns import EIGHT_INDICES
 
+KEY = "split.holdout_fraction"
 
-def holdout_count(rows, fraction):
+
+def holdout_count(rows, fraction, key):
+    """Rows held out of `rows` by `fraction`, the setting params.yaml names `key`."""
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"split.holdout_fraction must be in [0, 1), not {fraction}")
+        raise ValueError(f"{key} must be in [0, 1), not {fraction}")
     count = int(round(rows * fraction))
     # Keep at least one held-out row (evaluate needs one) and one training row.
     if fraction > 0 and rows >= 2:
@@ -25,23 +28,29 @@ def split_rows(keypoints, holdout_fraction, seed):
     row of the 30-value subset is held out of the 8-value subset too: the merged prediction is then
     scored on rows neither model has seen.
     """
+    if not holdout_fraction > 0:
+        # evaluate scores the held-out rows: with none, its metrics would all be NaN.
+        raise ValueError(f"{KEY} must be above 0 (evaluate scores the held-out rows), not {holdout_fraction}")
     has_eight = np.isfinite(keypoints[:, EIGHT_INDICES]).all(axis=1)
     has_all = np.isfinite(keypoints).all(axis=1)
     generator = np.random.default_rng(seed)
 
     full_rows = np.flatnonzero(has_all)
-    holdout_30 = np.sort(generator.choice(full_rows, holdout_count(len(full_rows), holdout_fraction), replace=False))
+    holdout_30 = np.sort(generator.choice(full_rows, holdout_count(len(full_rows), holdout_fraction, KEY), replace=False))
     eight_only_rows = np.flatnonzero(has_eight & ~has_all)
-    extra = generator.choice(eight_only_rows, holdout_count(len(eight_only_rows), holdout_fraction), replace=False)
+    extra = generator.choice(eight_only_rows, holdout_count(len(eight_only_rows), holdout_fraction, KEY), replace=False)
     holdout_8 = np.sort(np.concatenate([holdout_30, extra]))
 
     subsets = {
         "8": (np.setdiff1d(np.flatnonzero(has_eight), holdout_8), holdout_8),
         "30": (np.setdiff1d(full_rows, holdout_30), holdout_30),
     }
-    for name, (train, _) in subsets.items():
+    for name, (train, holdout) in subsets.items():
         if len(train) == 0:
-            raise ValueError(f"no training rows with all {name} keypoint values: check the data or split.holdout_fraction")
+            raise ValueError(f"no training rows with all {name} keypoint values: check the data or {KEY}")
+        if len(holdout) == 0:
+            raise ValueError(f"no held-out rows with all {name} keypoint values: {len(train)} rows are too few to "
+                             f"hold any out; check the data or {KEY}")
     return subsets
 
 

@@ -2,9 +2,12 @@
 when the store cannot be reached, and the DVC outputs are written regardless."""
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -19,6 +22,30 @@ def project_root():
 
 def tracking_uri():
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+# How long a tracking server may take to accept a connection. MLflow's own client retries an
+# unreachable server for minutes, silently, in every stage: check once, fast, and go on without it.
+CONNECT_SECONDS = 3
+
+
+def check_reachable(uri):
+    """Raise ConnectionError unless the http(s) server of `uri` (or the proxy that reaches it)
+    accepts a TCP connection within CONNECT_SECONDS; other stores (sqlite, file) are not checked."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    target = parsed
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        target = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        with socket.create_connection((target.hostname, port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as error:
+        raise ConnectionError(f"the server is unreachable: {target.hostname}:{port} did not accept a "
+                              f"connection within {CONNECT_SECONDS} s ({error})") from error
 
 
 def artifact_location():
@@ -68,14 +95,19 @@ def _retry(call, attempts=8):
 
 
 class Run:
-    """One MLflow run addressed by id; each method is a no-op once the store has failed."""
+    """One MLflow run addressed by id; each method is a no-op once the store has failed.
+
+    Used as a context manager, a run the block leaves by an exception is marked FAILED (KILLED for
+    Ctrl-C), so that no failed stage leaves a run RUNNING forever."""
 
     def __init__(self, experiment, stage, params_hash="", data_checksum="", resume_run_id=None):
         self.run_id = None
         self.client = None
+        self.finished = False
         try:
             from mlflow.tracking import MlflowClient
 
+            check_reachable(tracking_uri())
             self.client = MlflowClient(tracking_uri())
             experiment_id = _retry(lambda: self._experiment_id(experiment))
             if resume_run_id and self._exists(resume_run_id):
@@ -90,6 +122,14 @@ class Run:
             print(f"MLflow run {self.run_id} in {tracking_uri()}", file=sys.stderr)
         except Exception as error:
             self._fail(error)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, error, traceback):
+        if error_type is not None and not self.finished:
+            self.finish("KILLED" if issubclass(error_type, KeyboardInterrupt) else "FAILED")
+        return False
 
     def _experiment_id(self, name):
         experiment = self.client.get_experiment_by_name(name)
@@ -153,4 +193,5 @@ class Run:
         self._call("log_artifact", str(path), artifact_path)
 
     def finish(self, status="FINISHED"):
+        self.finished = True
         self._call("set_terminated", status=status)

@@ -3,13 +3,14 @@
 The caller owns the MLflow run and the checkpoint: it opens both (continuing the checkpoint's run
 when resuming), calls fit, writes the outputs, then finishes the run and clears the checkpoint.
 """
+import hashlib
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keypoints.augment import make_dataset
+from keypoints.augment import make_dataset, steps_per_epoch
 from keypoints.checkpoint import callback_state
 from keypoints.model import build_model, compile_model
 from keypoints.params import flatten
@@ -23,7 +24,7 @@ def validation_rows(count, fraction, seed):
     """Seeded (fit, validation) row indices; the article took the last 10% instead, which on real data
     (sorted by source) is not a random sample."""
     order = np.random.default_rng(seed).permutation(count)
-    validation = holdout_count(count, fraction)
+    validation = holdout_count(count, fraction, "train.validation_fraction")
     if validation == 0:
         raise ValueError(f"train.validation_fraction={fraction} leaves no validation rows out of {count}")
     return np.sort(order[validation:]), np.sort(order[:validation])
@@ -41,35 +42,57 @@ def log_epoch(run, row):
     run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
 
+def reseed_dropout(model, seed, epoch):
+    """Set every random layer's stream (Dropout's) to a function of (seed, epoch, layer), so that a
+    resumed fit drops the units an uninterrupted one drops, whatever state the loaded model had."""
+    states = [variable for variable in model.variables if variable.name == "seed_generator_state"]
+    for number, state in enumerate(states):
+        digest = hashlib.sha256(f"{seed} {epoch} {number}".encode()).digest()
+        # Keras counts the second half up by one per step, and reduces both modulo 2**31 - 2.
+        state.assign(np.array([int.from_bytes(digest[:4], "big") % (2**31 - 2), 0], dtype=state.dtype))
+
+
 def make_callbacks(settings, history_rows, run, checkpoint, calibration_images):
     """The article's ReduceLROnPlateau and EarlyStopping, resumed from the checkpoint's state, plus
-    the epoch recorder and (with calibration images) precise BatchNorm."""
+    the epoch recorder, the per-epoch reseeding and (with calibration images) precise BatchNorm."""
     reduce_lr = keras.callbacks.ReduceLROnPlateau(verbose=1, **settings["reduce_lr"])
     early_stopping = keras.callbacks.EarlyStopping(verbose=1, **settings["early_stopping"])
     resumed = checkpoint.state
 
-    class Progress(keras.callbacks.Callback):
-        """Records each epoch (with the learning rate it ran at), logs it to MLflow, snapshots the fit."""
+    class Reseed(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            reseed_dropout(self.model, settings["seed"], epoch)
 
-        def on_train_begin(self, logs=None):
-            # Runs after the two callbacks above have reset themselves in their own on_train_begin.
-            if resumed:
-                for callback, name in ((reduce_lr, "reduce_lr"), (early_stopping, "early_stopping")):
-                    for key, value in resumed[name].items():
-                        setattr(callback, key, value)
-                early_stopping.best_weights = resumed.get("best_weights")
+    class Record(keras.callbacks.Callback):
+        """Records each epoch with the learning rate it ran at (before ReduceLROnPlateau lowers it)."""
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             row = {"epoch": epoch, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:5] if k in logs}}
             row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             history_rows.append(row)
+
+    class Snapshot(keras.callbacks.Callback):
+        """Restores the callbacks' state on resume; snapshots the fit and logs the epoch to MLflow."""
+
+        def on_train_begin(self, logs=None):
+            # Last in the list: Keras' callbacks reset their state in their own on_train_begin.
+            if resumed:
+                for callback, name in ((reduce_lr, "reduce_lr"), (early_stopping, "early_stopping")):
+                    for key, value in resumed[name].items():
+                        setattr(callback, key, value)
+                early_stopping.best_weights = resumed.get("best_weights")
+                if "learning_rate" in resumed:  # snapshots of older versions lack it
+                    self.model.optimizer.learning_rate.assign(resumed["learning_rate"])
+
+        def on_epoch_end(self, epoch, logs=None):
             checkpoint.save(
                 self.model,
                 {
                     "next_epoch": epoch + 1,
                     "history": history_rows,
                     "run_id": run.run_id,
+                    "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                     "reduce_lr": callback_state(reduce_lr),
                     "early_stopping": callback_state(early_stopping),
                     "stopped": bool(self.model.stop_training),
@@ -77,11 +100,11 @@ def make_callbacks(settings, history_rows, run, checkpoint, calibration_images):
                 early_stopping.best_weights,
             )
             # After the snapshot: a kill in between re-logs this epoch on resume rather than twice.
-            log_epoch(run, row)
+            log_epoch(run, history_rows[-1])
 
-    # Order matters: Progress reads the learning rate before ReduceLROnPlateau lowers it, and
-    # snapshots after EarlyStopping has updated its best weights.
-    callbacks = [early_stopping, Progress(), reduce_lr]
+    # Order matters: Record reads the learning rate before ReduceLROnPlateau lowers it; Snapshot
+    # saves after both callbacks have updated their state (and EarlyStopping its best weights).
+    callbacks = [Reseed(), early_stopping, Record(), reduce_lr, Snapshot()]
     if len(calibration_images):
         callbacks.insert(0, PreciseBatchNorm(calibration_images, settings["batch_size"]))
     return callbacks
@@ -140,21 +163,23 @@ def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=Non
     calibration = images[fit_rows[calibration_rows(len(fit_rows), settings["precise_batchnorm_rows"])]]
     callbacks = make_callbacks(settings, history_rows, run, checkpoint, calibration)
     batch_size = settings["batch_size"]
-    train_data = make_dataset(
-        images[fit_rows], keypoints[fit_rows], columns, batch_size,
-        training=True, seed=settings["seed"], augment=settings["augment"],
-    )
-    validation_data = make_dataset(
-        images[validation], keypoints[validation], columns, batch_size, training=False, seed=settings["seed"]
-    )
-    started = time.perf_counter()
     start_epoch = state["next_epoch"] if state else 0
+    started = time.perf_counter()
     if not (state and state["stopped"]) and start_epoch < settings["epochs"]:
+        train_data = make_dataset(
+            images[fit_rows], keypoints[fit_rows], columns, batch_size,
+            training=True, seed=settings["seed"], augment=settings["augment"], epochs=(start_epoch, settings["epochs"]),
+        )
+        validation_data = make_dataset(
+            images[validation], keypoints[validation], columns, batch_size, training=False, seed=settings["seed"]
+        )
         model.fit(
             train_data,
             validation_data=validation_data,
             epochs=settings["epochs"],
             initial_epoch=start_epoch,
+            # The dataset holds all remaining epochs back to back, each drawn from (seed, epoch).
+            steps_per_epoch=steps_per_epoch(len(fit_rows), batch_size),
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=2,
