@@ -12,6 +12,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # data/external/README.md: the fetch stage depends on fetch.path (default data/external), which must exist.
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", "src", "stages", "data/external/README.md"]
 
+DEFAULT_PRESET = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]["preset"]
 # A pipeline small enough for seconds per stage: few rows, two narrow conv blocks, two epochs.
 TINY_PARAMS = {
     "fetch": {"synthetic": {"train_rows": 80, "test_rows": 6, "full_fraction": 0.5, "seed": 0}},
@@ -22,6 +23,9 @@ TINY_PARAMS = {
         "validation_fraction": 0.2,
         "model": {"filters": [4, 8], "kernel_sizes": [3, 3], "dense_units": 16},
     },
+    # The default preset's choices (its model_30 starting from model_8, ...) with a tiny network.
+    "presets": {DEFAULT_PRESET: {"epochs": 2, "batch_size": 16, "precise_batchnorm_rows": 1024,
+                                 "model": {"filters": [4, 8], "kernel_sizes": [3, 3], "dense_units": 16}}},
     "predict": {"batch_size": 32},
     "evaluate": {"faces": 4},
 }

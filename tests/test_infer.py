@@ -268,7 +268,7 @@ def test_bad_images_are_named_and_skipped_and_the_rest_is_written(tmp_path, mode
     out = tmp_path / "out"
     out.mkdir()
     (out / "keypoints.csv").write_text("file\nfrom_an_older_run.png\n")
-    argv = ["detect", str(photos), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]),
+    argv = ["detect", str(photos), "--no-flip-average", "--model-8", str(model_files[0]), "--model-30", str(model_files[1]),
             "--framing", str(framing_file), "--out", str(out)]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
@@ -307,7 +307,7 @@ def test_a_missing_or_wrong_framing_file_is_named(tmp_path):
 def test_command_reports_a_bad_image_by_name(tmp_path, model_files, framing_file, capsys):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG but truncated")
-    argv = ["detect", str(broken), "--model-8", str(model_files[0]), "--model-30", str(model_files[1]),
+    argv = ["detect", str(broken), "--no-flip-average", "--model-8", str(model_files[0]), "--model-30", str(model_files[1]),
             "--framing", str(framing_file), "--out", str(tmp_path / "out")]
     assert cli.main(argv) == 1
     assert "broken.png" in capsys.readouterr().err
@@ -319,7 +319,7 @@ def test_command_on_a_directory_and_a_file(tmp_path, model_files, framing_file):
     write(photos / "gray.png", gradient(130, 170))
     single = write(tmp_path / "single.bmp", gradient(100, 90))
     result = subprocess.run(
-        [str(COMMAND), "detect", str(single), str(photos), "--model-8", str(model_files[0]),
+        [str(COMMAND), "detect", str(single), str(photos), "--no-flip-average", "--model-8", str(model_files[0]),
          "--model-30", str(model_files[1]), "--out", str(tmp_path / "detections"), "--framing", str(framing_file)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )

@@ -16,8 +16,11 @@ from keypoints.columns import EIGHT_COLUMNS
 from keypoints.params import load_params, merge, training_settings
 from keypoints.train import HISTORY_COLUMNS, fit, history_frame, validation_rows
 
-# The project's own reference settings, made tiny: every key the code reads comes from params.yaml.
-SETTINGS = merge(training_settings(load_params(Path(__file__).resolve().parents[1] / "params.yaml"), 8), {
+# The project's own reference settings (the article's, `train` alone), made tiny: every key the code
+# reads comes from params.yaml.
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+PARAMS["train"]["preset"] = "reference"
+SETTINGS = merge(training_settings(PARAMS, 8), {
     "seed": 7,
     "epochs": 2,
     "batch_size": 8,
@@ -219,3 +222,28 @@ def test_a_training_stage_that_fails_marks_its_mlflow_run_failed(tmp_path, store
     experiment = load_params(tmp_path / "params.yaml")["mlflow"]["experiment"]
     runs = store.search_runs([store.get_experiment_by_name(experiment).experiment_id])
     assert [run.info.status for run in runs] == ["FAILED"]
+
+
+def test_model_30_starts_from_model_8_s_convolutions_and_a_fresh_head():
+    import keras
+
+    from keypoints.model import build_model
+    from keypoints.train import start_from
+
+    tiny = model_settings(filters=[4, 8], kernel_sizes=[3, 3], dense_units=8)
+    keras.utils.set_random_seed(3)
+    model_8 = build_model(8, **tiny)
+    for layer in model_8.layers:  # as if trained: every weight away from its initial value
+        layer.set_weights([w + np.random.default_rng(0).normal(0, 1, w.shape) for w in layer.get_weights()])
+    model_30 = build_model(30, **tiny)
+    flatten = next(i for i, layer in enumerate(model_30.layers) if isinstance(layer, keras.layers.Flatten))
+    fresh_head = model_30.layers[flatten + 1].get_weights()[0].copy()
+    start_from(model_30, model_8)
+    copied = [layer for layer in model_30.layers[:flatten] if layer.weights]
+    assert len(copied) >= 4, "both convolutions and both BatchNorms"
+    for layer, source in zip(model_30.layers[:flatten], model_8.layers[:flatten]):
+        for weight, source_weight in zip(layer.get_weights(), source.get_weights()):
+            np.testing.assert_array_equal(weight, source_weight)
+    np.testing.assert_array_equal(model_30.layers[flatten + 1].get_weights()[0], fresh_head)
+    with pytest.raises(ValueError, match="train.model must be the same for both models"):
+        start_from(build_model(30, **model_settings(filters=[4, 16], kernel_sizes=[3, 3], dense_units=8)), model_8)

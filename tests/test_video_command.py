@@ -41,7 +41,7 @@ def synthetic_face_video(path, frames):
 
 
 def command(files, *arguments):
-    return cli.main(["detect", *map(str, arguments), "--model-8", str(files / "model_8.keras"),
+    return cli.main(["detect", *map(str, arguments), "--no-flip-average", "--model-8", str(files / "model_8.keras"),
                      "--model-30", str(files / "model_30.keras"), "--framing", str(files / "framing.json")])
 
 
