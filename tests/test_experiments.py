@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import make_project, run
+from conftest import DEFAULT_PRESET, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,9 @@ def test_same_params_give_the_same_splits_and_metrics(experiments):
 def test_a_killed_training_stage_resumes_from_its_checkpoint(tmp_path):
     project = make_project(
         tmp_path / "project",
-        {"train": {"epochs": 40, "early_stopping": {"patience": 100}, "reduce_lr": {"patience": 100}}},
+        # epochs in the default preset, whose keys win over train's
+        {"presets": {DEFAULT_PRESET: {"epochs": 40}},
+         "train": {"early_stopping": {"patience": 100}, "reduce_lr": {"patience": 100}}},
     )
     run(["dvc", "repro", "split"], project)
     environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")

@@ -392,3 +392,27 @@ def test_detectors_on_a_downscaled_image_answer_in_the_image_s_own_pixels():
     np.testing.assert_allclose(np.array(large_rects[0]) / 3, small_rects[0], atol=0.06 * 96 * SCALE)
     with pytest.raises(ValueError, match="detection_size"):
         make_detectors(["haar"], 10)
+
+
+def test_the_command_flip_averages_as_params_say_and_the_flag_overrides_it(tmp_path, model_files, framing_file):
+    """Constant models answer the same for a face and its mirror, so flip averaging gives the mean of
+    their answer and its mirrored (unflipped) self: a symmetric face, unlike the plain answer."""
+    from keypoints.predict import flip_averaged, merge
+
+    image = write(tmp_path / "face.png", gradient(100, 90))
+    expected = {
+        True: merge(flip_averaged(KNOWN_30[None], KNOWN_30[None]), flip_averaged(KNOWN_8[None], KNOWN_8[None]))[0],
+        False: KNOWN_MERGED,
+    }
+    assert np.abs(expected[True] - expected[False]).max() > 1
+    for setting in (True, False):
+        params = tmp_path / f"params_{setting}.yaml"
+        params.write_text(f"predict:\n  flip_average: {str(setting).lower()}\n")
+        for flag, used in ((None, setting), ("--flip-average", True), ("--no-flip-average", False)):
+            out = tmp_path / f"out_{setting}_{flag}"
+            argv = ["detect", str(image), "--params", str(params), "--box", "0", "5", "90", "--out", str(out),
+                    "--model-8", str(model_files[0]), "--model-30", str(model_files[1]), "--framing", str(framing_file)]
+            assert cli.main(argv + ([flag] if flag else [])) == 0
+            row = pd.read_csv(out / "keypoints.csv").iloc[0]
+            np.testing.assert_allclose(row[KEYPOINT_COLUMNS].to_numpy(float),
+                                       expected_in_original(expected[used], 0, 5, 90), atol=1e-4)
