@@ -136,23 +136,13 @@ def test_relative_path_is_resolved_against_the_working_directory(tmp_path, out, 
     assert contents(tmp_path / "project" / "raw") == files
 
 
-def test_lone_training_gz_gets_empty_test_and_lookup(tmp_path, out, files, capsys):
-    source = tmp_path / "faces" / "training.csv.gz"
-    source.parent.mkdir()
-    source.write_bytes(gzip.compress(files["training.csv"]))
-    with pytest.warns(UserWarning, match="submission will be empty"):
-        fetch("path", out, path=source)
-    assert contents(out) == {
-        "training.csv": files["training.csv"],
-        "test.csv": b"ImageId,Image\n",
-        "IdLookupTable.csv": b"RowId,ImageId,FeatureName,Location\n",
-    }
-    assert "submission will be empty" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("kind", ["directory", "zip"])
+@pytest.mark.parametrize("kind", ["training.csv.gz", "directory", "zip"])
 def test_a_source_without_test_and_lookup_files_warns_and_writes_them_header_only(tmp_path, out, files, capsys, kind):
-    if kind == "directory":
+    if kind == "training.csv.gz":
+        source = tmp_path / "faces" / "training.csv.gz"
+        source.parent.mkdir()
+        source.write_bytes(gzip.compress(files["training.csv"]))
+    elif kind == "directory":
         source = write_directory(tmp_path / "in", {"training.csv": files["training.csv"]})
     else:
         source = competition_zip(tmp_path / "in" / "facial-keypoints-detection.zip", files,

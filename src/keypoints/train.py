@@ -133,8 +133,8 @@ def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=Non
 
     checkpoint: a keypoints.checkpoint.Checkpoint, resumed from when it holds a snapshot;
     run: the keypoints.tracking.Run that receives params and per-epoch metrics;
-    initial_model: a trained keras model whose layers (all but the output layer) the new model starts
-    from (train.start_from_model_8); None: from scratch."""
+    initial_model: a trained keras model whose convolutional layers the new model starts from
+    (train.start_from_model_8, see start_from); None: from scratch."""
     configure(settings)
     fit_rows, validation = validation_rows(len(images), settings["validation_fraction"], settings["seed"])
     state = checkpoint.state
@@ -154,7 +154,7 @@ def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=Non
         )
         if initial_model is not None:
             start_from(model, initial_model)
-            log(f"{model.name} starts from {initial_model.name}'s trained layers")
+            log(f"{model.name} starts from {initial_model.name}'s trained convolutional layers")
         history_rows = []
         run.log_params(flatten(settings))
         run.log_params({"outputs": keypoints.shape[1], "fit_rows": len(fit_rows), "validation_rows": len(validation)})
