@@ -151,6 +151,24 @@ def test_a_wandering_prediction_is_no_face():
     assert not locate(canvas, detectors, framing, scrambled)[2]
 
 
+def test_a_face_no_detector_found_is_refined_from_the_centred_square_but_not_called_found():
+    # A 264-px training crop, off the centre of the 300-px centred square (10, 0, 300).
+    canvas, truth, _ = placed(2.75, (30, 24), shape=(300, 320))
+    framing = {"mean_shape": MEAN_SHAPE.tolist(), "residuals": {"q99": 5.0}, "detectors": {},
+               "settings": {**FRAMING_SETTINGS, "iterations": 6}}
+    box, keypoints_96, found, name = locate(canvas, {}, framing, read_discs)
+    assert (found, name) == (False, None)
+    assert box != (10, 0, 300), "re-framed from the centred square"
+    assert np.sqrt(np.mean((to_original(keypoints_96, box) - truth) ** 2)) < 2.0, "on the face"
+
+    def drifting(crops):  # blind to the image: the refinement never settles, so the square itself stays
+        return np.tile(MEAN_SHAPE + np.tile([20.0, 0.0], 15), (len(crops), 1))
+
+    box, keypoints_96, found, _ = locate(canvas, {}, framing, drifting)
+    assert (box, found) == ((10, 0, 300), False)
+    np.testing.assert_allclose(keypoints_96, drifting([None])[0])
+
+
 @pytest.mark.parametrize("image", [np.full((480, 640), 128, np.uint8),
                                    np.random.default_rng(0).integers(0, 256, (480, 640)).astype(np.uint8)],
                          ids=["blank", "noise"])

@@ -24,13 +24,20 @@ from keypoints.columns import IMAGE_SIZE, KEYPOINT_COLUMNS
 POINTS = len(KEYPOINT_COLUMNS) // 2
 
 
+def overlaps(shape, box):
+    """Whether a box (x, y, side) shares at least one pixel with an image of this shape."""
+    x, y, side = (int(value) for value in box)
+    height, width = shape[:2]
+    return side >= 1 and x < width and y < height and x + side > 0 and y + side > 0
+
+
 def crop_face(gray, box):
     """The box's pixels (edge-replicated outside the image), resized to uint8 96x96."""
     x, y, side = (int(value) for value in box)
     height, width = gray.shape[:2]
     if side < 1:
         raise ValueError(f"box side must be at least 1 pixel, not {side}")
-    if x >= width or y >= height or x + side <= 0 or y + side <= 0:
+    if not overlaps(gray.shape, box):
         raise ValueError(f"box {box} does not overlap the {width}x{height} image")
     inside = gray[max(y, 0):min(y + side, height), max(x, 0):min(x + side, width)]
     crop = cv2.copyMakeBorder(
@@ -219,6 +226,9 @@ def refine(grays, boxes, predict, mean_shape, iterations, tolerance, correction=
                 continue
             moved[index] = box_moved(boxes[index], new)
             settled[index] = moved[index] < tolerance
+            if not overlaps(grays[index].shape, new):  # wandered off the image: no face to follow there
+                settled[index], moved[index] = True, np.inf
+                continue
             boxes[index] = new
         if settled.all():
             break

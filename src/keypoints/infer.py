@@ -138,21 +138,30 @@ def locate(gray, detectors, framing, predict):
 
     Every detector runs (framing.first_boxes merges their boxes of one face); each face is refined from
     its own predictions and kept only if plausible; of several, the largest detection. With none, the centred
-    square, found=False."""
+    square refined the same way, found=False: what it shows is not known to be a face, but when it is one
+    the detectors missed (a small, bearded or bespectacled one), the refined keypoints are on it. Where
+    that refinement wanders off (not face-shaped, or not settling), the centred square itself."""
     settings = framing["settings"]
+
+    def refined(starts):
+        return refine([gray] * len(starts), starts, predict, framing["mean_shape"], settings["iterations"],
+                      settings["tolerance"], framing.get("correction"))
+
     faces = first_boxes(gray, detectors, framing, settings["merge_overlap"])
     if faces:
         starts = [start for _, start, _ in faces]
-        boxes, keypoints, moved = refine([gray] * len(starts), starts, predict, framing["mean_shape"],
-                                         settings["iterations"], settings["tolerance"], framing.get("correction"))
+        boxes, keypoints, moved = refined(starts)
         plausible_faces = [index for index, (rect, start, _) in enumerate(faces)
                            if plausible(rect, start, boxes[index], keypoints[index], moved[index], framing)]
         if plausible_faces:
             # A photo's one face: the largest detection (its refined box can outgrow a larger face's).
             best = max(plausible_faces, key=lambda index: starts[index][2])
             return boxes[best], keypoints[best], True, "+".join(faces[best][2])
-    box = centred_box(gray.shape)
-    return box, predict(crop_face(gray, box)[None])[0], False, None
+    square = centred_box(gray.shape)
+    boxes, keypoints, moved = refined([square])
+    if face_shaped(keypoints[0], framing) and moved[0] <= settings["max_move"]:
+        return boxes[0], keypoints[0], False, None
+    return square, predict(crop_face(gray, square)[None])[0], False, None
 
 
 def draw_keypoints(image, keypoints, box, found):
@@ -224,7 +233,7 @@ def run(paths, predict, framing, out_dir, box=None, log=warn):
             skipped.append(path)
             continue
         if not found:
-            log(f"{path}: no face found, using the centred square (x={face[0]}, y={face[1]}, side={face[2]})")
+            log(f"{path}: no face found; keypoints guessed from the centred square (last box x={face[0]}, y={face[1]}, side={face[2]})")
         save_image(output_image_path(out_dir, path), draw_keypoints(image, keypoints, face, found))
         rows.append([str(path), bool(found), *face, *keypoints])
         if number % 100 == 0 or number == len(paths) > 100:
