@@ -111,6 +111,22 @@ def test_the_exported_tflite_file_gives_predict_merge_s_keypoints(reproduced_pro
     assert recorded["rows_holdout_30"] == len(faces) > 0
 
 
+def test_dvc_artifacts_get_fetches_a_tagged_model_by_name(reproduced_project, tmp_path):
+    """DVC's model registry: an artifact of dvc.yaml, versioned by a GTO tag (`name@v1.0.0`), is fetched
+    by name. A copy of the project, so the shared one keeps its commit (the runs' git_commit)."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "results"], project)
+    run(["git", "tag", "-a", "keypoints-tflite@v1.0.0", "-m", "Registering artifact keypoints-tflite version v1.0.0"], project)
+    listed = run(["dvc", "ls", ".", "models", "--dvc-only"], project).stdout.split()
+    assert {"predictor", "keypoints.tflite", "model_8.keras", "model_30.keras", "framing.json"} <= set(listed)
+    run(["dvc", "artifacts", "get", str(project), "keypoints-tflite", "-o", str(tmp_path / "got.tflite")], tmp_path)
+    assert (tmp_path / "got.tflite").read_bytes() == (project / "models/keypoints.tflite").read_bytes()
+
+
 def test_nothing_changed_reruns_nothing(reproduced_project):
     result = run(["dvc", "repro"], reproduced_project)
     assert "Running stage" not in result.stdout
