@@ -3,6 +3,7 @@ own scoring code (the /invocations handler of `mlflow models serve`, in process)
 in test_serving_server.py (slow)."""
 import base64
 import json
+from pathlib import Path
 
 import cv2
 import keras
@@ -86,7 +87,15 @@ def test_the_saved_model_carries_its_signature_example_and_pinned_requirements(p
     requirements = (folder / "predictor" / "requirements.txt").read_text().split()
     assert any(line.startswith("mlflow==") for line in requirements)
     assert any(line.startswith("keras==") for line in requirements)
-    assert (folder / "predictor" / "code" / "keypoints" / "serving.py").is_file()
+    shipped = {path.stem for path in (folder / "predictor" / "code" / "keypoints").glob("*.py")}
+    assert shipped == set(serving.SERVED_MODULES)
+
+
+def test_the_served_modules_are_serving_and_what_it_imports():
+    from test_dvc_yaml import modules_behind
+
+    served = modules_behind(Path(serving.__file__)) | {"serving", "__init__"}
+    assert served == set(serving.SERVED_MODULES)
 
 
 def test_a_photo_gets_the_keypoints_and_box_keypoints_detect_finds(tmp_path, photo_model):

@@ -31,6 +31,9 @@ OUTPUT_COLUMNS = KEYPOINT_COLUMNS + ["face_found", "box_x", "box_y", "box_size"]
 # The distributions the model needs where it is served, pinned at the versions it was logged with.
 # Listed, not inferred: MLflow's inference imports the model and scans its modules (seconds per stage).
 # A GPU machine has tensorflow instead of tensorflow-cpu: what is not installed is left out.
+# The package modules the served model runs (serving and what it imports: tests/test_serving.py checks
+# it), shipped with the model, so a change to any other module leaves the register stage's output alone.
+SERVED_MODULES = ("__init__", "serving", "infer", "faces", "framing", "predict", "fileio", "columns")
 REQUIREMENTS = ("mlflow", "tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "opencv-python-headless", "dlib-bin", "pyyaml")
 
 
@@ -155,23 +158,31 @@ class KeypointsModel(PythonModel):
         return face_rows(np.concatenate(chunks) if chunks else np.zeros((0, len(KEYPOINT_COLUMNS))))
 
 
+def copy_served_package(folder):
+    """A `keypoints` package in `folder` holding only SERVED_MODULES; its path."""
+    package = Path(folder) / "keypoints"
+    package.mkdir()
+    for name in SERVED_MODULES:
+        shutil.copy2(Path(__file__).resolve().parent / f"{name}.py", package / f"{name}.py")
+    return package
+
+
 def save_predictor(out, model_8, model_30, framing, flip_average, batch_size, example_face):
     """Write the pyfunc model to directory `out` (replaced whole): the MLflow model format, servable with
-    `mlflow models serve -m <out>` too. The keypoints package goes with it (code_paths)."""
-    package = Path(__file__).resolve().parent
+    `mlflow models serve -m <out>` too. The modules it runs go with it (code_paths)."""
     with fileio.atomic_dir(out) as temporary:
         # save_model wants a directory it creates itself.
-        target = Path(temporary) / "model"
+        target, code = Path(temporary) / "model", Path(temporary) / "code-staging"
+        code.mkdir()
         mlflow.pyfunc.save_model(
             target, python_model=KeypointsModel(),
             artifacts={"model_8": str(model_8), "model_30": str(model_30), "framing": str(framing)},
             model_config={"flip_average": bool(flip_average), "batch_size": int(batch_size)},
-            code_paths=[str(package)], pip_requirements=pip_requirements(),
+            code_paths=[str(copy_served_package(code))], pip_requirements=pip_requirements(),
             signature=signature(), input_example=input_example(example_face),
         )
+        shutil.rmtree(code)
         for entry in target.iterdir():
             shutil.move(str(entry), temporary)
         target.rmdir()
-        for cache in Path(temporary).rglob("__pycache__"):
-            shutil.rmtree(cache)
     return Path(out)
