@@ -2,7 +2,8 @@
 the face finding of `keypoints detect`, so that `mlflow models serve` answers keypoints.
 
 A request holds one of two columns (one kind per request):
-  face:  96x96 grayscale faces, whole numbers 0-255 (as the training images), framed as the training crops: keypoints in crop pixels;
+  face:  96x96 grayscale faces, whole numbers 0-255 (as the training images), framed as the training
+         crops: keypoints in crop pixels;
   image: base64-encoded images (JPEG, PNG, ...) of any size: the face is found and framed as
          `keypoints detect` does, and the keypoints come back in the image's pixels.
 The answer has the 30 keypoint columns, then face_found and the face's box (x, y, side); a face's box is
@@ -14,9 +15,9 @@ import importlib.metadata
 import shutil
 from pathlib import Path
 
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
@@ -28,12 +29,12 @@ from keypoints.predict import merged_predictor
 
 FACE, IMAGE = "face", "image"
 OUTPUT_COLUMNS = KEYPOINT_COLUMNS + ["face_found", "box_x", "box_y", "box_size"]
-# The distributions the model needs where it is served, pinned at the versions it was logged with.
-# Listed, not inferred: MLflow's inference imports the model and scans its modules (seconds per stage).
-# A GPU machine has tensorflow instead of tensorflow-cpu: what is not installed is left out.
 # The package modules the served model runs (serving and what it imports: tests/test_serving.py checks
 # it), shipped with the model, so a change to any other module leaves the register stage's output alone.
 SERVED_MODULES = ("__init__", "serving", "infer", "faces", "framing", "predict", "fileio", "columns")
+# The distributions the model needs where it is served, pinned at the versions it was logged with.
+# Listed, not inferred: MLflow's inference imports the model and scans its modules (seconds per stage).
+# A GPU machine has tensorflow instead of tensorflow-cpu: what is not installed is left out.
 REQUIREMENTS = ("mlflow", "tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "opencv-python-headless", "dlib-bin", "pyyaml")
 
 
@@ -105,10 +106,9 @@ def image_rows(texts, predict, framing, detectors):
     """Each image decoded, its face located and predicted as `keypoints detect` does (infer.keypoints_in)."""
     rows = []
     for row, text in enumerate(texts):
+        data = image_bytes(text, row)
         try:
-            gray = to_gray(decode_image(image_bytes(text, row), f"image {row}"))
-        except BadRequest:
-            raise
+            gray = to_gray(decode_image(data, f"image {row}"))
         except ValueError as error:
             raise BadRequest(str(error)) from None
         box, keypoints, found = keypoints_in(gray, predict, framing, detectors)
