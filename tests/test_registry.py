@@ -104,3 +104,41 @@ def test_the_champion_rule(tags, rmse, moves, reason):
     moved, why = registry.champion_verdict(version, "a", rmse)
     assert moved is moves and reason in why
     assert registry.champion_verdict(None, "a", rmse)[0] is True
+
+
+def test_the_stage_writes_its_outputs_with_the_store_down(tmp_path, monkeypatch):
+    """stages/register.py on tiny models with an unreachable store: the model directory and the record
+    are written, and the record says nothing was registered."""
+    import shutil
+    import sys
+
+    import numpy as np
+
+    from conftest import PROJECT_ROOT
+    from test_infer import FRAMING, KNOWN_8, KNOWN_30, constant_model
+
+    constant_model(8, KNOWN_8).save(tmp_path / "model_8.keras")
+    constant_model(30, KNOWN_30).save(tmp_path / "model_30.keras")
+    (tmp_path / "framing.json").write_text(json.dumps(FRAMING))
+    for name, width in (("8", 8), ("30", 30)):
+        (tmp_path / "split" / name).mkdir(parents=True)
+        np.save(tmp_path / "split" / name / "holdout_images.npy", np.zeros((2, 96, 96), np.uint8))
+        np.save(tmp_path / "split" / name / "holdout_keypoints.npy", np.full((2, width), 48.0, np.float32))
+    (tmp_path / "evaluate.json").write_text(json.dumps(METRICS))
+    shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path / "params.yaml")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "stages"))
+    sys.modules.pop("register", None)
+    import register
+
+    with pytest.warns(RuntimeWarning, match="MLflow tracking"):
+        register.main(["--model-8", "model_8.keras", "--model-30", "model_30.keras", "--framing", "framing.json",
+                       "--split", "split", "--metrics", "evaluate.json", "--predictor", "predictor",
+                       "--out", "registered.json"])
+    record = json.loads((tmp_path / "registered.json").read_text())
+    assert (record["registered"], record["model_name"], record["merged_rmse"]) == (False, "facial-keypoints", 2.0)
+    assert "unreachable" in record["reason"]
+    assert (tmp_path / "predictor" / "MLmodel").is_file() and (tmp_path / "predictor" / "artifacts").is_dir()
