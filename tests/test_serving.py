@@ -98,23 +98,20 @@ def test_the_served_modules_are_serving_and_what_it_imports():
     assert served == set(serving.SERVED_MODULES)
 
 
-def test_a_photo_gets_the_keypoints_and_box_keypoints_detect_finds(tmp_path, photo_model):
+@pytest.mark.parametrize("image, found", [(face_canvas(), True), (np.full((50, 80), 128, np.uint8), False)])
+def test_a_photo_gets_the_keypoints_and_box_keypoints_detect_finds(tmp_path, photo_model, image, found):
+    """A photo with a face, and a faceless one (the command's fallback), each as `keypoints detect` answers it."""
     folder, model = photo_model
-    canvas = face_canvas()
-    infer.save_image(tmp_path / "photo.png", canvas)
+    infer.save_image(tmp_path / "photo.png", image)
     predict = merged_predictor(*infer.load_models(folder / "model_8.keras", folder / "model_30.keras"), False)
     expected = infer.run([tmp_path / "photo.png"], predict, FRAMING, tmp_path / "detect").iloc[0]
-    assert expected["face_found"]
-    status, answer = ask(model, {"dataframe_records": [{"image": encoded(canvas)}]})
+    assert bool(expected["face_found"]) is found
+    status, answer = ask(model, {"dataframe_records": [{"image": encoded(image)}]})
     assert status == 200
     row = answer["predictions"][0]
-    assert row["face_found"] is True
+    assert row["face_found"] is found
     assert [row["box_x"], row["box_y"], row["box_size"]] == expected[["box_x", "box_y", "box_size"]].tolist()
     np.testing.assert_allclose([row[name] for name in KEYPOINT_COLUMNS], expected[KEYPOINT_COLUMNS].to_numpy(float), atol=1e-3)
-    # A faceless image: the centred square, as the command's fallback.
-    status, answer = ask(model, {"dataframe_records": [{"image": encoded(np.full((50, 80), 128, np.uint8), ".jpg")}]})
-    assert status == 200 and answer["predictions"][0]["face_found"] is False
-    assert [answer["predictions"][0][key] for key in ("box_x", "box_y", "box_size")] == [15, 0, 50]
 
 
 @pytest.mark.parametrize("body, message", [
