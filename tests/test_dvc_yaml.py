@@ -49,3 +49,33 @@ def test_stage_commands_need_no_pythonpath():
     for script in (ROOT / "stages").glob("*.py"):
         tree = ast.parse(script.read_text())
         assert any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body), script
+
+
+# DVC's own checks of the artifacts section, in a process of their own: run in pytest's process after
+# test_serving, DVC's modules left pytest's captured stderr closed and the session crashed at its end.
+CHECK_ARTIFACTS = """
+import json, sys, yaml
+from dvc.repo.artifacts import check_name_format
+from dvc.schema import SINGLE_ARTIFACT_SCHEMA
+artifacts = SINGLE_ARTIFACT_SCHEMA(yaml.safe_load(open(sys.argv[1]))["artifacts"])
+for name in artifacts:
+    check_name_format(name)
+print(json.dumps(artifacts))
+"""
+
+
+def test_the_models_are_dvc_artifacts_of_type_model_made_by_stages():
+    import json
+    import subprocess
+    import sys
+
+    checked = subprocess.run([sys.executable, "-c", CHECK_ARTIFACTS, str(ROOT / "dvc.yaml")],
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    artifacts = json.loads(checked.stdout)
+    assert set(artifacts) == {"keypoints-predictor", "keypoints-tflite", "model-8", "model-30", "framing"}
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    outputs = {next(iter(out)) if isinstance(out, dict) else out for stage in stages.values() for out in stage["outs"]}
+    for name, artifact in artifacts.items():
+        assert artifact["type"] == "model" and artifact["desc"] and artifact["labels"], name
+        assert artifact["path"] in outputs, f"{name}: {artifact['path']} is no stage's output"

@@ -87,6 +87,13 @@ def test_mlflow_has_every_experiment_in_the_parent_store(experiments):
                     assert steps == [0, 1], (name, stage, metric)
         assert by_name[f"{name}/evaluate"].data.params["train.learning_rate"] in ("0.0005", "0.005")
     assert not list((experiments / ".dvc" / "tmp").rglob("mlflow.db")), "no store inside a temp copy"
+    # Each experiment's predictor is a version in the parent's registry, and the champion is the best
+    # of those scored on the same held-out faces (the champion rule).
+    versions = client.search_model_versions("name = 'facial-keypoints'")
+    assert {"exp-slow", "exp-fast"} <= {version.tags.get("dvc_exp_name") for version in versions}
+    champion = client.get_model_version_by_alias("facial-keypoints", "champion")
+    comparable = [float(v.tags["merged_rmse"]) for v in versions if v.tags["data_checksum"] == champion.tags["data_checksum"]]
+    assert len(comparable) >= 3 and float(champion.tags["merged_rmse"]) == min(comparable)
 
 
 def test_two_temp_experiments_at_once_both_run_and_are_saved(experiments):

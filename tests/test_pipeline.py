@@ -22,6 +22,7 @@ DECLARED_OUTPUTS = [
     "data/predictions/holdout_8.npy", "data/predictions/holdout_30.npy", "data/predictions/holdout_merged.npy",
     "data/predictions/test_keypoints.csv", "submission.csv",
     "metrics/evaluate.json", "metrics/per_keypoint.json", "plots/holdout_faces.png", "plots/curves.png",
+    "models/predictor/MLmodel", "models/registered.json", "models/keypoints.tflite", "metrics/export.json",
 ]
 
 
@@ -31,9 +32,10 @@ def test_every_declared_output_exists(reproduced_project):
     # ... and the list above is all of them: every out/metric/plot of dvc.lock is one of ours.
     lock = yaml.safe_load((reproduced_project / "dvc.lock").read_text())
     locked = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
-    directories = {"data/raw", "data/parsed", "data/split/8", "data/split/30", "data/predictions"}
+    directories = {"data/raw", "data/parsed", "data/split/8", "data/split/30", "data/predictions", "models/predictor"}
     assert locked - directories <= set(DECLARED_OUTPUTS)
-    assert set(lock["stages"]) == {"fetch", "parse", "split", "train_8", "train_30", "framing", "predict_merge", "evaluate"}
+    assert set(lock["stages"]) == {"fetch", "parse", "split", "train_8", "train_30", "framing", "predict_merge",
+                                   "evaluate", "register", "export"}
 
 
 def test_metrics_are_finite_and_complete(reproduced_project):
@@ -65,12 +67,14 @@ def test_mlflow_holds_the_runs_with_per_epoch_curves(reproduced_project):
     client = MlflowClient(f"sqlite:///{reproduced_project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("facial-keypoints")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["evaluate", "train_30", "train_8"]
+    assert sorted(r.info.run_name for r in runs) == ["evaluate", "register", "train_30", "train_8"]
     commit = run(["git", "rev-parse", "HEAD"], reproduced_project).stdout.strip()
     for stored in runs:
         assert stored.info.status == "FINISHED"
         assert stored.data.tags["git_commit"] == commit
-        if stored.info.run_name.startswith("train"):
+        if stored.info.run_name == "register":
+            assert {a.path for a in client.list_artifacts(stored.info.run_id)} == {"predictor"}
+        elif stored.info.run_name.startswith("train"):
             for metric in ("loss", "mae", "val_loss", "val_mae", "lr"):
                 assert [m.step for m in client.get_metric_history(stored.info.run_id, metric)] == [0, 1]
             assert {a.path for a in client.list_artifacts(stored.info.run_id)} >= {"model"}
@@ -79,6 +83,48 @@ def test_mlflow_holds_the_runs_with_per_epoch_curves(reproduced_project):
             assert math.isfinite(stored.data.metrics["per_keypoint/merged_rmse_nose_tip"])
             assert {a.path for a in client.list_artifacts(stored.info.run_id)} >= {"holdout_faces.png", "curves.png"}
     assert (reproduced_project / "mlartifacts").is_dir(), "artifacts stay inside the project"
+
+
+def test_the_predictor_is_registered_as_candidate_and_first_champion(reproduced_project):
+    record = json.loads((reproduced_project / "models/registered.json").read_text())
+    metrics = json.loads((reproduced_project / "metrics/evaluate.json").read_text())
+    assert (record["registered"], record["version"], record["aliases"]) == (True, "1", ["candidate", "champion"])
+    assert record["merged_rmse"] == metrics["merged_rmse"]
+    client = MlflowClient(f"sqlite:///{reproduced_project / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("facial-keypoints", "champion")
+    commit = run(["git", "rev-parse", "HEAD"], reproduced_project).stdout.strip()
+    assert version.tags["git_commit"] == commit and float(version.tags["merged_rmse"]) == metrics["merged_rmse"]
+    evaluate = client.search_runs([client.get_experiment_by_name("facial-keypoints").experiment_id],
+                                  "tags.stage = 'evaluate'")[0]
+    assert version.tags["data_checksum"] == evaluate.data.tags["data_checksum"] == record["data_checksum"]
+
+
+def test_the_exported_tflite_file_gives_predict_merge_s_keypoints(reproduced_project):
+    from keypoints.export import tflite_predictor
+
+    faces = np.load(reproduced_project / "data/split/30/holdout_images.npy")
+    expected = np.load(reproduced_project / "data/predictions/holdout_merged.npy")
+    exported = tflite_predictor(reproduced_project / "models/keypoints.tflite")(faces)
+    assert np.abs(exported - expected).max() <= 0.01
+    recorded = json.loads((reproduced_project / "metrics/export.json").read_text())
+    assert recorded["tflite_max_deviation_px"] == pytest.approx(float(np.abs(exported - expected).max()), abs=1e-6)
+    assert recorded["rows_holdout_30"] == len(faces) > 0
+
+
+def test_dvc_artifacts_get_fetches_a_tagged_model_by_name(reproduced_project, tmp_path):
+    """DVC's model registry: an artifact of dvc.yaml, versioned by a GTO tag (`name@v1.0.0`), is fetched
+    by name. A copy of the project, so the shared one keeps its commit (the runs' git_commit)."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "results"], project)
+    run(["git", "tag", "-a", "keypoints-tflite@v1.0.0", "-m", "Registering artifact keypoints-tflite version v1.0.0"], project)
+    listed = run(["dvc", "ls", ".", "models", "--dvc-only"], project).stdout.split()
+    assert {"predictor", "keypoints.tflite", "model_8.keras", "model_30.keras", "framing.json"} <= set(listed)
+    run(["dvc", "artifacts", "get", str(project), "keypoints-tflite", "-o", str(tmp_path / "got.tflite")], tmp_path)
+    assert (tmp_path / "got.tflite").read_bytes() == (project / "models/keypoints.tflite").read_bytes()
 
 
 def test_nothing_changed_reruns_nothing(reproduced_project):
@@ -90,7 +136,7 @@ def test_nothing_changed_reruns_nothing(reproduced_project):
 
 def test_dag_shows_the_pipeline(reproduced_project):
     dag = run(["dvc", "dag", "--md"], reproduced_project).stdout
-    for stage in ("fetch", "parse", "split", "train_8", "train_30", "framing", "predict_merge", "evaluate"):
+    for stage in ("fetch", "parse", "split", "train_8", "train_30", "framing", "predict_merge", "evaluate", "register", "export"):
         assert stage in dag
 
 

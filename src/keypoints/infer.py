@@ -54,16 +54,21 @@ def read_image(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes), not an image")
     # imdecode rather than imread: imread returns None without saying why, and fails on some names.
+    return decode_image(np.fromfile(path, dtype=np.uint8), path)
+
+
+def decode_image(data, source):
+    """Encoded image bytes (JPEG, PNG, ...) as 3-channel BGR uint8; `source` names them in errors."""
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    if data.size == 0:
+        raise ValueError(f"{source}: empty file (0 bytes), not an image")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as error:
-        raise ValueError(f"{path}: not an image OpenCV can read ({error.err or error})") from error
+        raise ValueError(f"{source}: not an image OpenCV can read ({error.err or error})") from error
     if image is None or image.size == 0:
-        raise ValueError(f"{path}: not an image OpenCV can read")
+        raise ValueError(f"{source}: not an image OpenCV can read")
     return image
 
 
@@ -200,13 +205,18 @@ def _check_output_names(paths, out_dir):
 def keypoints_of(path, predict, framing, detectors, box):
     """(image, box, keypoints in original pixels, found) of one image file."""
     image = read_image(path)
-    gray = to_gray(image)
+    return (image, *keypoints_in(to_gray(image), predict, framing, detectors, box))
+
+
+def keypoints_in(gray, predict, framing, detectors, box=None):
+    """(box, keypoints in the image's pixels, found) of a grayscale image: its face located and framed
+    (or the given box), predicted, and mapped back. The one path of `keypoints detect` and the served model."""
     if box is not None:
         face, found = tuple(box), True
         keypoints_96 = predict(crop_face(gray, face)[None])[0]
     else:
         face, keypoints_96, found, _ = locate(gray, detectors, framing, predict)
-    return image, face, to_original(keypoints_96, face), found
+    return face, to_original(keypoints_96, face), found
 
 
 def run(paths, predict, framing, out_dir, box=None, log=warn):

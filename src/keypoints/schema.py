@@ -154,6 +154,10 @@ class Evaluate(Group):
     faces: whole(1) = None
 
 
+class Register(Group):
+    model_name: Name = None
+
+
 class Mlflow(Group):
     experiment: Name = None
 
@@ -167,6 +171,8 @@ class Params(Group):
     framing: Framing = None
     video: Video = None
     evaluate: Evaluate = None
+    # Named apart: `register` is a method every pydantic model inherits (ABCMeta.register).
+    register_stage: Register = Field(None, alias="register")
     mlflow: Mlflow = None
 
 

@@ -104,6 +104,7 @@ class Run:
         self.run_id = None
         self.client = None
         self.finished = False
+        self.tags = run_tags(stage, params_hash, data_checksum)
         try:
             from mlflow.tracking import MlflowClient
 
@@ -114,9 +115,8 @@ class Run:
                 self.run_id = resume_run_id
                 _retry(lambda: self.client.update_run(resume_run_id, status="RUNNING"))
             else:
-                tags = run_tags(stage, params_hash, data_checksum)
                 run = _retry(
-                    lambda: self.client.create_run(experiment_id, tags=tags, run_name=run_name(stage))
+                    lambda: self.client.create_run(experiment_id, tags=self.tags, run_name=run_name(stage))
                 )
                 self.run_id = run.info.run_id
             print(f"MLflow run {self.run_id} in {tracking_uri()}", file=sys.stderr)
@@ -191,6 +191,12 @@ class Run:
 
     def log_artifact(self, path, artifact_path=None):
         self._call("log_artifact", str(path), artifact_path)
+
+    def log_model_directory(self, directory, artifact_path):
+        """Upload a saved MLflow model directory under `artifact_path`; its artifact URI, the source a
+        registered version points at. Unlike the other methods it raises: registering needs it done."""
+        _retry(lambda: self.client.log_artifacts(self.run_id, str(directory), artifact_path))
+        return f"{_retry(lambda: self.client.get_run(self.run_id)).info.artifact_uri}/{artifact_path}"
 
     def finish(self, status="FINISHED"):
         self.finished = True

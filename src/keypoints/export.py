@@ -1,0 +1,88 @@
+"""The merged network as one LiteRT (TFLite) flatbuffer, for use without Python or Keras: a float32
+batch (n, 96, 96) of grayscale faces (0-255) in, merged keypoints (n, 30) in crop pixels out.
+
+model_8, model_30, the merge and (with predict.flip_average) the flip averaging are all inside the
+graph, so a runtime on a phone or in a browser gets the pipeline's answer from one call. LiteRT, not
+ONNX: TensorFlow 2.21 converts to it itself, and its interpreter runs the file here for the parity
+check; ONNX would need tf2onnx and onnxruntime, not in the pinned requirements (tf2onnx lags
+TensorFlow's releases).
+"""
+import numpy as np
+
+from keypoints import fileio
+from keypoints.columns import CENTRE, EIGHT_INDICES, IMAGE_SIZE, KEYPOINT_COLUMNS, columns_for, flip_order
+
+
+def merge_indices():
+    """Columns of [model_30's 30, model_8's 8] giving the merged 30: model_8's where it has them."""
+    indices = list(range(len(KEYPOINT_COLUMNS)))
+    for position, column in enumerate(EIGHT_INDICES):
+        indices[column] = len(KEYPOINT_COLUMNS) + position
+    return indices
+
+
+def unflip_graph(tf, predictions):
+    """predict.unflip as graph operations: each left/right pair swapped back, then x -> 2 * CENTRE - x."""
+    outputs = predictions.shape[-1]
+    restored = tf.gather(predictions, flip_order(columns_for(outputs)), axis=1)
+    is_x = np.arange(outputs) % 2 == 0
+    return restored * np.where(is_x, -1.0, 1.0).astype(np.float32) + np.where(is_x, 2 * CENTRE, 0.0).astype(np.float32)
+
+
+def merged_function(model_8, model_30, flip_average):
+    """A tf.function faces (n, 96, 96) float32 -> merged keypoints (n, 30)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE], tf.float32, name="faces")])
+    def keypoints(faces):
+        batch = faces[..., tf.newaxis]
+        predictions_30, predictions_8 = model_30(batch, training=False), model_8(batch, training=False)
+        if flip_average:
+            mirrored = tf.reverse(batch, axis=[2])
+            predictions_30 = (predictions_30 + unflip_graph(tf, model_30(mirrored, training=False))) / 2
+            predictions_8 = (predictions_8 + unflip_graph(tf, model_8(mirrored, training=False))) / 2
+        return {"keypoints": tf.gather(tf.concat([predictions_30, predictions_8], axis=1), merge_indices(), axis=1)}
+
+    return keypoints
+
+
+def to_tflite(model_8, model_30, flip_average):
+    """The flatbuffer's bytes: float32 throughout (no quantisation), TFLite builtin operations only."""
+    import tensorflow as tf
+
+    function = merged_function(model_8, model_30, flip_average)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model_30)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def save_tflite(path, model_8, model_30, flip_average):
+    data = to_tflite(model_8, model_30, flip_average)
+    with fileio.atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return len(data)
+
+
+def tflite_predictor(path, threads=None):
+    """A function faces (n, 96, 96) -> merged keypoints (n, 30) running the exported file in the LiteRT
+    interpreter (tf.lite.Interpreter), resized to each batch size it is given."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    (given,), (answer,) = interpreter.get_input_details(), interpreter.get_output_details()
+    shape = [None]
+
+    def predict_faces(faces):
+        faces = np.asarray(faces, np.float32)
+        if len(faces) == 0:
+            return np.zeros((0, len(KEYPOINT_COLUMNS)), np.float32)
+        if shape[0] != faces.shape:
+            interpreter.resize_tensor_input(given["index"], faces.shape)
+            interpreter.allocate_tensors()
+            shape[0] = faces.shape
+        interpreter.set_tensor(given["index"], faces)
+        interpreter.invoke()
+        return interpreter.get_tensor(answer["index"]).copy()
+
+    return predict_faces
