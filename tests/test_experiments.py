@@ -235,3 +235,27 @@ def test_mlflow_ui_compares_the_experiments_side_by_side(experiments, mlflow_ser
         driver.save_screenshot(str(artifacts / "mlflow-compare.png"))
     finally:
         driver.quit()
+
+
+def test_mlflow_ui_shows_the_registered_predictor_s_schema(experiments, mlflow_server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    client = MlflowClient(f"sqlite:///{experiments / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("facial-keypoints", "champion")
+    page = f"{mlflow_server}/#/models/facial-keypoints/versions/{champion.version}"
+
+    driver = headless_chromium()
+    try:
+        driver.get(page)
+        WebDriverWait(driver, 90).until(lambda d: "Outputs (34)" in d.find_element("tag name", "body").text)
+        # The schema's rows are collapsed until clicked: two inputs (the two kinds of request), 34 outputs.
+        for label in ("Inputs (2)", "Outputs (34)"):
+            driver.find_element("xpath", f"//*[contains(normalize-space(text()), '{label}')]").click()
+        expected = ["@ champion", "@ candidate", "face (optional)", "image (optional)",
+                    "left_eye_center_x (required)", "face_found", "merged_rmse", "data_checksum"]
+        WebDriverWait(driver, 60).until(lambda d: all(text in d.find_element("tag name", "body").text for text in expected))
+        artifacts = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(artifacts / "mlflow-model-version.png"))
+    finally:
+        driver.quit()
