@@ -14,7 +14,7 @@ import numpy as np
 from keypoints import fileio, tracking
 from keypoints.checkpoint import Checkpoint, fingerprint
 from keypoints.columns import columns_for
-from keypoints.params import load_params, settings_hash, training_settings
+from keypoints.params import load_params, overridden_train_keys, settings_hash, training_settings
 from keypoints.train import fit, history_frame
 
 
@@ -31,6 +31,11 @@ def main(argv=None):
 
     params = load_params()
     settings = training_settings(params, args.outputs)
+    overridden = overridden_train_keys(params, args.outputs)
+    if overridden:
+        print(f"train_{args.outputs}: preset {params['train']['preset']!r} (or per_model) overrides "
+              + ", ".join(f"train.{key}={old} (uses {new})" for key, (old, new) in overridden.items()),
+              flush=True)
     data = Path(args.data)
     files = [data / "train_images.npy", data / "train_keypoints.npy"]
     images, keypoints = (np.load(file) for file in files)

@@ -1,8 +1,11 @@
 """Shared helpers: a copy of the project in a temporary git repo, with tiny params, for real DVC runs."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,45 @@ def reproduced_project(tmp_path_factory):
     directory = make_project(tmp_path_factory.mktemp("pipeline") / "project")
     run(["dvc", "repro"], directory)
     return directory
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url, process, what, timeout):
+    """Poll `url` until it answers 200; fail at once if the server process exits, naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if process.poll() is not None:
+                output = process.stderr.read()[-4000:] if process.stderr else ""
+                raise AssertionError(f"{what} exited:\n{output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not come up in {timeout} s")
+            time.sleep(0.5)
+
+
+def start_queue(project, jobs=2):
+    """`dvc queue start -j jobs`, its output not captured: the workers it spawns inherit its stdout, and
+    a worker that lingers after the queue is empty would keep a captured pipe (and the test) open."""
+    environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=project, env=environment, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+
+def wait_for_queue(project, timeout=900):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if "Running" not in status and "Queued" not in status:
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queue still busy after {timeout}s:\n{status}")

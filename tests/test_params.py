@@ -7,7 +7,7 @@ import yaml
 
 from conftest import make_project
 
-from keypoints.params import flatten, training_settings
+from keypoints.params import flatten, overridden_train_keys, training_settings
 
 PARAMS = {
     "train": {"preset": "reference", "epochs": 6, "batch_size": 64, "model": {"filters": [32, 64], "dense_units": 512},
@@ -35,6 +35,13 @@ def test_a_preset_overrides_train_and_merges_nested_groups():
     assert settings_30["model"] == {"filters": [16, 32], "dense_units": 512}
     assert settings_30["batch_size"] == 64
     assert training_settings(with_preset("fast"), 8)["epochs"] == 60
+
+
+def test_the_train_keys_a_preset_overrides_are_named_with_both_values():
+    assert overridden_train_keys(with_preset("fast"), 30) == {"epochs": (6, 150), "model.filters": ("[32, 64]", "[16, 32]")}
+    assert overridden_train_keys(with_preset("fast"), 8) == {"epochs": (6, 60), "model.filters": ("[32, 64]", "[16, 32]")}
+    assert overridden_train_keys(PARAMS, 8) == {"epochs": (6, 4)}, "train's own per_model counts too"
+    assert overridden_train_keys(PARAMS, 30) == {}
 
 
 def test_unknown_preset_and_per_model_names_are_refused():

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,19 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run
+from conftest import free_port, run, wait_until_serving
 from keypoints.columns import KEYPOINT_COLUMNS
 from keypoints.synthetic import draw_faces
 
 pytestmark = pytest.mark.slow
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +34,8 @@ def server(reproduced_project):
         cwd=reproduced_project, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None:
-                    raise AssertionError(f"mlflow models serve exited:\n{process.stderr.read()[-4000:]}")
-                if time.monotonic() > deadline:
-                    raise AssertionError("mlflow models serve did not come up in 240 s")
-                time.sleep(1)
+        wait_until_serving(f"{url}/ping", process, "mlflow models serve", timeout=240)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

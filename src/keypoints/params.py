@@ -74,6 +74,15 @@ def training_settings(params, outputs):
     return Group(settings, "train")
 
 
+def overridden_train_keys(params, outputs):
+    """{flat train key: (its value in `train`, the value used)} for each `train` key the preset or a
+    per_model group changes: `-S train.batch_size=64` does nothing under a preset that sets batch_size,
+    and the training stage says so."""
+    train = flatten({key: value for key, value in params["train"].items() if key != "per_model"})
+    used = flatten(dict(training_settings(params, outputs)))
+    return {key: (value, used[key]) for key, value in train.items() if key in used and used[key] != value}
+
+
 def flatten(settings, prefix=""):
     """{'model': {'filters': [32]}} -> {'model.filters': '[32]'}: the shape MLflow params take."""
     flat = {}
