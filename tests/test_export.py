@@ -7,7 +7,7 @@ import pytest
 from conftest import model_settings
 from keypoints import export
 from keypoints.model import build_model
-from keypoints.predict import predict_merged
+from keypoints.predict import merge_indices, predict_merged
 from test_infer import KNOWN_8, KNOWN_30
 
 FACES = np.random.default_rng(5).integers(0, 256, (7, 96, 96), dtype=np.uint8)
@@ -38,6 +38,6 @@ def test_the_exported_file_gives_the_keras_models_merged_keypoints(tmp_path, mod
 def test_the_merge_indices_take_model_8_s_eight_columns():
     from keypoints.columns import EIGHT_INDICES
 
-    indices = export.merge_indices()
+    indices = merge_indices()
     assert [indices[column] for column in EIGHT_INDICES] == list(range(30, 38))
     assert sorted(set(indices) - set(range(30, 38))) == sorted(set(range(30)) - set(EIGHT_INDICES))

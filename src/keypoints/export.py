@@ -10,40 +10,8 @@ TensorFlow's releases).
 import numpy as np
 
 from keypoints import fileio
-from keypoints.columns import CENTRE, EIGHT_INDICES, IMAGE_SIZE, KEYPOINT_COLUMNS, columns_for, flip_order
-
-
-def merge_indices():
-    """Columns of [model_30's 30, model_8's 8] giving the merged 30: model_8's where it has them."""
-    indices = list(range(len(KEYPOINT_COLUMNS)))
-    for position, column in enumerate(EIGHT_INDICES):
-        indices[column] = len(KEYPOINT_COLUMNS) + position
-    return indices
-
-
-def unflip_graph(tf, predictions):
-    """predict.unflip as graph operations: each left/right pair swapped back, then x -> 2 * CENTRE - x."""
-    outputs = predictions.shape[-1]
-    restored = tf.gather(predictions, flip_order(columns_for(outputs)), axis=1)
-    is_x = np.arange(outputs) % 2 == 0
-    return restored * np.where(is_x, -1.0, 1.0).astype(np.float32) + np.where(is_x, 2 * CENTRE, 0.0).astype(np.float32)
-
-
-def merged_function(model_8, model_30, flip_average):
-    """A tf.function faces (n, 96, 96) float32 -> merged keypoints (n, 30)."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE], tf.float32, name="faces")])
-    def keypoints(faces):
-        batch = faces[..., tf.newaxis]
-        predictions_30, predictions_8 = model_30(batch, training=False), model_8(batch, training=False)
-        if flip_average:
-            mirrored = tf.reverse(batch, axis=[2])
-            predictions_30 = (predictions_30 + unflip_graph(tf, model_30(mirrored, training=False))) / 2
-            predictions_8 = (predictions_8 + unflip_graph(tf, model_8(mirrored, training=False))) / 2
-        return {"keypoints": tf.gather(tf.concat([predictions_30, predictions_8], axis=1), merge_indices(), axis=1)}
-
-    return keypoints
+from keypoints.columns import KEYPOINT_COLUMNS
+from keypoints.predict import merged_function
 
 
 def to_tflite(model_8, model_30, flip_average):

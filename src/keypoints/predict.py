@@ -2,8 +2,8 @@
 import numpy as np
 import pandas as pd
 
-from keypoints.columns import (CENTRE, COORDINATE_MAX, COORDINATE_MIN, EIGHT_INDICES, KEYPOINT_COLUMNS,
-                               columns_for, flip_order)
+from keypoints.columns import (CENTRE, COORDINATE_MAX, COORDINATE_MIN, EIGHT_INDICES, IMAGE_SIZE,
+                               KEYPOINT_COLUMNS, columns_for, flip_order)
 
 
 def unflip(predictions):
@@ -70,27 +70,51 @@ def keypoint_frame(image_ids, keypoints):
     return frame
 
 
-def merged_predictor(model_8, model_30, flip_average):
-    """A function uint8 images (n, 96, 96) -> merged keypoints (n, 30) for calls on a few faces at a
-    time (photos, video frames): both models run in one traced graph, without Keras' per-call
-    `predict` overhead, which costs more than the convolutions for a batch of one. flip_average: the
-    mirrored faces go through in the same batch, and the two views are averaged."""
+def merge_indices():
+    """Columns of [model_30's 30, model_8's 8] giving the merged 30: model_8's where it has them."""
+    indices = list(range(len(KEYPOINT_COLUMNS)))
+    for position, column in enumerate(EIGHT_INDICES):
+        indices[column] = len(KEYPOINT_COLUMNS) + position
+    return indices
+
+
+def unflip_graph(tf, predictions):
+    """predict.unflip as graph operations: each left/right pair swapped back, then x -> 2 * CENTRE - x."""
+    outputs = predictions.shape[-1]
+    restored = tf.gather(predictions, flip_order(columns_for(outputs)), axis=1)
+    is_x = np.arange(outputs) % 2 == 0
+    return restored * np.where(is_x, -1.0, 1.0).astype(np.float32) + np.where(is_x, 2 * CENTRE, 0.0).astype(np.float32)
+
+
+def merged_function(model_8, model_30, flip_average):
+    """A tf.function faces (n, 96, 96) float32 -> merged keypoints (n, 30)."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
-    def both(batch):
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE], tf.float32, name="faces")])
+    def keypoints(faces):
+        batch = faces[..., tf.newaxis]
+        predictions_30, predictions_8 = model_30(batch, training=False), model_8(batch, training=False)
         if flip_average:
-            batch = tf.concat([batch, tf.reverse(batch, axis=[2])], axis=0)
-        return model_30(batch, training=False), model_8(batch, training=False)
+            mirrored = tf.reverse(batch, axis=[2])
+            predictions_30 = (predictions_30 + unflip_graph(tf, model_30(mirrored, training=False))) / 2
+            predictions_8 = (predictions_8 + unflip_graph(tf, model_8(mirrored, training=False))) / 2
+        return {"keypoints": tf.gather(tf.concat([predictions_30, predictions_8], axis=1), merge_indices(), axis=1)}
+
+    return keypoints
+
+
+def merged_predictor(model_8, model_30, flip_average):
+    """A function uint8 images (n, 96, 96) -> merged keypoints (n, 30) for calls on a few faces at a
+    time (photos, video frames): merged_function's one traced graph, without Keras' per-call `predict`
+    overhead, which costs more than the convolutions for a batch of one. The exported TFLite file is
+    that same graph."""
+    import tensorflow as tf
+
+    function = merged_function(model_8, model_30, flip_average)
 
     def predict_faces(images):
         if len(images) == 0:
             return np.zeros((0, len(KEYPOINT_COLUMNS)), np.float32)
-        predictions_30, predictions_8 = (p.numpy() for p in both(tf.constant(np.asarray(images)[..., np.newaxis], tf.float32)))
-        if flip_average:
-            count = len(images)
-            predictions_30 = flip_averaged(predictions_30[:count], predictions_30[count:])
-            predictions_8 = flip_averaged(predictions_8[:count], predictions_8[count:])
-        return merge(predictions_30, predictions_8)
+        return function(tf.constant(np.asarray(images), tf.float32))["keypoints"].numpy()
 
     return predict_faces
