@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from keypoints.columns import KEYPOINT_COLUMNS
+from keypoints.columns import KEYPOINT_COLUMNS, PIXEL_OFFSET
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_photos import SHARED, write_results  # noqa: E402  (the same photos and yardstick)
@@ -60,7 +60,7 @@ def camera(frames, face_size, speed, photo_face_size, face_centre):
 
 
 def write_clip(path, photo, warps, noise, seed):
-    """The photo through each warp (pixel centres at integer coordinates, as the truth), noise, mp4v."""
+    """The photo through each warp (cv2's, in pixel indices), noise, mp4v."""
     rng = np.random.default_rng(seed)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     if not writer.isOpened():
@@ -73,8 +73,9 @@ def write_clip(path, photo, warps, noise, seed):
 
 
 def moved(keypoints, warp):
-    points = np.asarray(keypoints, np.float64).reshape(-1, 2)
-    return (points @ warp[:, :2].T + warp[:, 2]).reshape(-1)
+    """Keypoints through a warp in pixel indices: keypoint coordinates put pixel i's centre at i + 0.5."""
+    points = np.asarray(keypoints, np.float64).reshape(-1, 2) - PIXEL_OFFSET
+    return (points @ warp[:, :2].T + warp[:, 2] + PIXEL_OFFSET).reshape(-1)
 
 
 def detect(clips_dir, out_dir, models, params, smoothing):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from keypoints import columns
-from keypoints.augment import LAST, affine_transform, make_dataset
+from keypoints.augment import FIRST, LAST, affine_transform, make_dataset
 from keypoints.columns import flip_order
 
 
@@ -14,15 +14,16 @@ def flip_images(images):
 
 
 def flip_keypoints(keypoints, columns):
-    """Numpy reference: x -> 95 - x, then left/right columns swap names."""
+    """Numpy reference: x -> 96 - x (pixel i spans [i, i + 1)), then left/right columns swap names."""
     keypoints = np.array(keypoints, dtype=np.float32)
-    keypoints[:, 0::2] = LAST - keypoints[:, 0::2]
+    keypoints[:, 0::2] = 96 - keypoints[:, 0::2]
     return keypoints[:, flip_order(columns)]
 
 EIGHT = columns.EIGHT_COLUMNS
 ALL = columns.KEYPOINT_COLUMNS
-# Eight-column faces: left eye on the image right, as in the real data; every value is distinct.
-FACE = np.array([66, 37, 30, 37, 48, 60, 47, 78], dtype=np.float32)
+# Eight-column faces: left eye on the image right, as in the real data; every value is distinct. Each
+# keypoint is the centre of a pixel: pixel (row, column) has its centre at (column + 0.5, row + 0.5).
+FACE = np.array([66, 37, 30, 37, 48, 60, 47, 78], dtype=np.float32) + 0.5
 DOT_VALUES = [250, 200, 150, 100]  # left eye, right eye, nose tip, bottom lip
 
 
@@ -34,13 +35,13 @@ def dotted_face(keypoints=FACE, values=DOT_VALUES):
 
 
 def blob(x, y, sigma=1.5):
-    """A smooth bright spot centred at sub-pixel (x, y), pixel i's centre at coordinate i."""
-    grid_y, grid_x = np.mgrid[0:96, 0:96]
+    """A smooth bright spot centred at sub-pixel (x, y), pixel i's centre at coordinate i + 0.5."""
+    grid_y, grid_x = np.mgrid[0:96, 0:96] + 0.5
     return 200.0 * np.exp(-((grid_x - x) ** 2 + (grid_y - y) ** 2) / (2 * sigma**2))
 
 
 def centroid(image):
-    grid_y, grid_x = np.mgrid[0:96, 0:96]
+    grid_y, grid_x = np.mgrid[0:96, 0:96] + 0.5
     weights = np.clip(image, 0, None)
     return (grid_x * weights).sum() / weights.sum(), (grid_y * weights).sum() / weights.sum()
 
@@ -64,7 +65,7 @@ def transform(images, keypoints, flip=False, shift=(0.0, 0.0), degrees=0.0, scal
 def test_flip_twice_is_identity_for_numpy_helpers_and_pipeline():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 96, 96), dtype=np.uint8)
-    keypoints = rng.uniform(0, 95, (3, 30)).astype(np.float32)
+    keypoints = rng.uniform(0.5, 95.5, (3, 30)).astype(np.float32)
     assert np.array_equal(flip_images(flip_images(images)), images)
     assert np.allclose(flip_keypoints(flip_keypoints(keypoints, ALL), ALL), keypoints)
     once_images, once_keypoints, _ = transform(images, keypoints, flip=True, names=ALL)
@@ -78,8 +79,8 @@ def test_flip_twice_is_identity_for_numpy_helpers_and_pipeline():
 def test_flip_keypoints_swaps_left_and_right_names():
     flipped = flip_keypoints(FACE[None], EIGHT)[0]
     # The subject's left eye of the mirrored face is the old right eye, mirrored: again on the image right.
-    assert flipped[:4].tolist() == [95 - 30, 37, 95 - 66, 37]
-    assert flipped[4:].tolist() == [95 - 48, 60, 95 - 47, 78]
+    assert flipped[:4].tolist() == [96 - 30.5, 37.5, 96 - 66.5, 37.5]
+    assert flipped[4:].tolist() == [96 - 48.5, 60.5, 96 - 47.5, 78.5]
     order = flip_order(ALL)
     assert ALL[order[ALL.index("mouth_left_corner_x")]] == "mouth_right_corner_x"
     assert ALL[order[ALL.index("nose_tip_y")]] == "nose_tip_y"
@@ -96,29 +97,29 @@ def test_pipeline_flip_puts_each_named_keypoint_on_its_own_dot():
         # In a mirrored face the subject's left eye is the image of the old right eye: its dot is 200.
         values = [200, 250, 150, 100] if is_mirrored else DOT_VALUES
         for (x, y), value in zip(points.reshape(-1, 2), values):
-            assert x == np.round(x) and y == np.round(y)
+            assert x - 0.5 == np.round(x - 0.5) and y - 0.5 == np.round(y - 0.5)
             assert image[int(y), int(x)] == value
         assert points[0] > 48 > points[2]  # left_eye_center on the image right, right_eye_center left
         mirrored += bool(is_mirrored)
     assert 0 < mirrored < 32  # both outcomes of the coin occur
-    assert np.array_equal(flip_images(images[:1])[0], flipped_images[np.flatnonzero(flipped_keypoints[:, 0] == 65)[0], ..., 0])
+    assert np.array_equal(flip_images(images[:1])[0], flipped_images[np.flatnonzero(flipped_keypoints[:, 0] == 65.5)[0], ..., 0])
 
 
 @pytest.mark.parametrize("shift, degrees", [((7, -4), 0.0), ((0, 0), 90.0), ((-3, 11), -90.0)])
 def test_single_bright_pixel_lands_on_transformed_keypoint(shift, degrees):
     # Integer-valued moves keep the pixel whole: no interpolation, so the location check is exact.
-    point = np.array([[20.0, 31.0]], np.float32)
+    point = np.array([[20.5, 31.5]], np.float32)  # the centre of pixel (row 31, column 20)
     image = np.zeros((1, 96, 96), np.uint8)
     image[0, 31, 20] = 255
     moved_image, moved_point, kept = transform(image, point, shift=shift, degrees=degrees, names=["a_x", "a_y"])
     angle = np.deg2rad(degrees)
-    x, y = 20.0 - 47.5, 31.0 - 47.5
-    expected = (47.5 + shift[0] + np.cos(angle) * x - np.sin(angle) * y,
-                47.5 + shift[1] + np.sin(angle) * x + np.cos(angle) * y)
+    x, y = 20.5 - 48, 31.5 - 48  # about the image centre, (48, 48)
+    expected = (48 + shift[0] + np.cos(angle) * x - np.sin(angle) * y,
+                48 + shift[1] + np.sin(angle) * x + np.cos(angle) * y)
     assert kept[0]
     assert np.allclose(moved_point[0], expected, atol=1e-4)
     row, column = np.unravel_index(np.argmax(moved_image[0]), (96, 96))
-    assert (column, row) == tuple(np.round(expected).astype(int))
+    assert (column, row) == tuple(np.round(np.array(expected) - 0.5).astype(int))
     assert moved_image[0, row, column] > 254
 
 
@@ -133,9 +134,9 @@ def test_blob_centroid_follows_subpixel_keypoint_transform(flip, shift, degrees,
     moved_image, moved_point, kept = transform(blob(58.3, 40.7)[None], point, flip=flip, shift=shift,
                                                degrees=degrees, scale=scale, names=["a_x", "a_y"])
     angle = np.deg2rad(degrees)
-    x, y = (47.5 - 58.3 if flip else 58.3 - 47.5), 40.7 - 47.5
-    expected = (47.5 + shift[0] + scale * (np.cos(angle) * x - np.sin(angle) * y),
-                47.5 + shift[1] + scale * (np.sin(angle) * x + np.cos(angle) * y))
+    x, y = (48 - 58.3 if flip else 58.3 - 48), 40.7 - 48
+    expected = (48 + shift[0] + scale * (np.cos(angle) * x - np.sin(angle) * y),
+                48 + shift[1] + scale * (np.sin(angle) * x + np.cos(angle) * y))
     assert kept[0]
     assert np.allclose(moved_point[0], expected, atol=1e-3)
     assert np.allclose(centroid(moved_image[0]), expected, atol=0.05)
@@ -159,7 +160,7 @@ def test_examples_pushed_out_of_the_image_stay_untransformed():
     keypoints = np.tile(FACE, (24, 1)) + np.arange(24, dtype=np.float32)[:, None] * 0.01
     out_images, out_keypoints = batches(
         make_dataset(source, keypoints, EIGHT, 8, training=True, seed=0, augment={"shift": 200}))
-    assert ((out_keypoints >= 0) & (out_keypoints <= 95)).all()
+    assert ((out_keypoints >= FIRST) & (out_keypoints <= LAST)).all()
     untouched = 0
     for image, points in zip(out_images[..., 0], out_keypoints):
         match = np.flatnonzero(np.all(keypoints == points, axis=1))

@@ -32,11 +32,12 @@ LEVELS = 60 + 12 * np.arange(15)  # one grey level per keypoint
 
 
 def draw_discs(shape, keypoints, radius):
-    """A dark canvas with a disc of LEVELS[i] at keypoint i (x, y pairs in canvas pixels)."""
+    """A dark canvas with a disc of LEVELS[i] at keypoint i (x, y pairs in canvas keypoint coordinates,
+    pixel i's centre at i + 0.5; cv2 draws in pixel indices)."""
     canvas = np.zeros(shape, np.uint8)
     shift = 4
     for level, (x, y) in zip(LEVELS, np.asarray(keypoints).reshape(-1, 2)):
-        centre = (int(round(x * 2**shift)), int(round(y * 2**shift)))
+        centre = (int(round((x - 0.5) * 2**shift)), int(round((y - 0.5) * 2**shift)))
         cv2.circle(canvas, centre, int(round(radius * 2**shift)), int(level), -1, cv2.LINE_8, shift)
     return canvas
 
@@ -50,7 +51,7 @@ def read_discs(crops):
             inside = cv2.erode((crop == level).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
             if inside.any():
                 ys, xs = np.nonzero(inside)
-                keypoints[row, 2 * index:2 * index + 2] = xs.mean(), ys.mean()
+                keypoints[row, 2 * index:2 * index + 2] = xs.mean() + 0.5, ys.mean() + 0.5
     return keypoints
 
 
@@ -59,7 +60,7 @@ def placed(scale, offset, angle_degrees=0.0, shape=(400, 520)):
     crop's first pixel at `offset`: (canvas, true keypoints in canvas pixels, its training-crop box)."""
     angle = np.deg2rad(angle_degrees)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    centre = 47.5
+    centre = 48.0  # the crop's centre
     points = (MEAN_SHAPE.reshape(-1, 2) - centre) @ rotation.T + centre
     truth = to_original(points.reshape(-1), (offset[0], offset[1], 96 * scale))
     return draw_discs(shape, truth, radius=3.0 * scale), truth, (offset[0], offset[1], 96 * scale)

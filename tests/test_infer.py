@@ -39,10 +39,11 @@ CANVAS_SHAPE = (320, 440)
 
 
 def expected_in_original(keypoints_96, x, y, side):
-    """The spec, written out: crop pixel k's centre is at x + (k + 0.5) * side / 96 - 0.5."""
+    """The spec, written out: coordinates measure from the top-left corner in the crop as in the image
+    (pixel i's centre at i + 0.5), so crop coordinate c lies at x + c * side / 96."""
     keypoints = np.asarray(keypoints_96, np.float64).copy()
-    keypoints[0::2] = x + (keypoints[0::2] + 0.5) * side / 96.0 - 0.5
-    keypoints[1::2] = y + (keypoints[1::2] + 0.5) * side / 96.0 - 0.5
+    keypoints[0::2] = x + keypoints[0::2] * side / 96.0
+    keypoints[1::2] = y + keypoints[1::2] * side / 96.0
     return keypoints
 
 
@@ -115,9 +116,10 @@ def write(path, image):
 
 def test_to_original_maps_crop_pixel_centres_to_the_pixels_they_average():
     box = (10, -20, 192)
-    # Crop pixel 0 averages original pixels 10 and 11 (rows -20 and -19), pixel 95 averages 200 and 201.
-    points = np.array([[0.0, 0.0, 95.0, 95.0, 47.5, 47.5]])
-    np.testing.assert_allclose(framing.to_original(points, box), [[10.5, -19.5, 200.5, 170.5, 105.5, 75.5]])
+    # Crop pixel 0 (centre 0.5) averages original pixels 10 and 11 (rows -20 and -19), whose edge lies at
+    # 11 (-19); crop pixel 95 averages 200 and 201: 201 (171).
+    points = np.array([[0.5, 0.5, 95.5, 95.5, 48.0, 48.0]])
+    np.testing.assert_allclose(framing.to_original(points, box), [[11.0, -19.0, 201.0, 171.0, 106.0, 76.0]])
     np.testing.assert_allclose(framing.to_original([3.0, 4.0], (7, 9, 96)), [10.0, 13.0])
     np.testing.assert_allclose(framing.to_original(KNOWN_30, (5, 6, 288)), expected_in_original(KNOWN_30, 5, 6, 288))
 
@@ -133,7 +135,7 @@ def test_single_bright_pixel_shrunk_into_the_crop_maps_back_to_itself(box):
     assert crop.shape == (96, 96) and crop.dtype == np.uint8
     row, column = np.unravel_index(np.argmax(crop), crop.shape)
     assert np.count_nonzero(crop) == 1
-    np.testing.assert_allclose(framing.to_original([column, row], box), [bright_x, bright_y])
+    np.testing.assert_allclose(framing.to_original([column + 0.5, row + 0.5], box), [bright_x + 0.5, bright_y + 0.5])
 
 
 @pytest.mark.parametrize("box", [(20, 10, 48), (-7, -3, 48)])
@@ -144,8 +146,8 @@ def test_single_bright_pixel_enlarged_into_the_crop_maps_back_to_itself(box):
     gray[bright_y, bright_x] = 255
     crop = framing.crop_face(gray, box).astype(np.float64)
     rows, columns = np.mgrid[0:96, 0:96]
-    centroid = [np.sum(columns * crop) / crop.sum(), np.sum(rows * crop) / crop.sum()]
-    np.testing.assert_allclose(framing.to_original(centroid, box), [bright_x, bright_y], atol=1e-9)
+    centroid = [np.sum(columns * crop) / crop.sum() + 0.5, np.sum(rows * crop) / crop.sum() + 0.5]
+    np.testing.assert_allclose(framing.to_original(centroid, box), [bright_x + 0.5, bright_y + 0.5], atol=1e-9)
 
 
 def test_crop_of_the_placed_face_box_is_the_face():

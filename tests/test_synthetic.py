@@ -25,7 +25,7 @@ def test_same_seed_same_faces_and_other_seed_other_faces():
 def test_keypoints_lie_inside_the_image_and_in_anatomical_order():
     _, keypoints = draw_faces(200, seed=0)
     assert keypoints.dtype == np.float32 and keypoints.shape == (200, 30)
-    assert keypoints.min() >= 0 and keypoints.max() <= 95
+    assert keypoints.min() >= 0.5 and keypoints.max() <= 95.5  # within the pixel centres
     # The subject's left eye is on the image's right; brows above eyes above nose above mouth.
     left_x, left_y = point(keypoints, "left_eye_center")
     right_x, right_y = point(keypoints, "right_eye_center")
@@ -46,9 +46,11 @@ def test_eye_keypoints_sit_on_the_dark_irises():
     rows = np.arange(len(images))
     for name in ("left_eye_center", "right_eye_center"):
         x, y = point(keypoints, name)
-        at_iris = images[rows, np.rint(y).astype(int), np.rint(x).astype(int)].astype(float)
+        # Pixel (row, column) has its centre at (column + 0.5, row + 0.5).
+        row, column = np.rint(y - 0.5).astype(int), np.rint(x - 0.5).astype(int)
+        at_iris = images[rows, row, column].astype(float)
         # 5 px to the side the eye is white (sclera) or skin: brighter than the iris on nearly every face.
-        beside = images[rows, np.rint(y).astype(int), np.clip(np.rint(x + 5).astype(int), 0, 95)].astype(float)
+        beside = images[rows, row, np.clip(column + 5, 0, 95)].astype(float)
         assert np.mean(at_iris < beside - 20) > 0.9, name
 
 

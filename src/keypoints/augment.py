@@ -1,16 +1,17 @@
 """The tf.data input pipeline: shuffling and on-the-fly augmentation from params.yaml `train.augment`.
 
-Coordinate convention (shared with the synthetic faces): pixel i's centre is at coordinate i, so a
-96-pixel row spans centres 0..95, the image centre is (47.5, 47.5) and a horizontal flip maps x to
-95 - x. tf.raw_ops.ImageProjectiveTransformV3 samples output pixel (x, y) at input coordinate
-M @ (x, y, 1) with no half-pixel offset, i.e. the same convention (tests/test_augment.py proves it).
+Coordinate convention (columns.py): pixel i's centre is at keypoint coordinate i + 0.5, the image
+centre at (48, 48), and a horizontal flip maps x to 96 - x. tf.raw_ops.ImageProjectiveTransformV3
+samples output pixel (x, y) at input pixel index M @ (x, y, 1) with no half-pixel offset: the pixels
+move about the centre in pixel indices, the keypoints about the same point in their coordinates
+(tests/test_augment.py proves it).
 """
 import numpy as np
 
-from keypoints.columns import CENTRE, IMAGE_SIZE, flip_order
+from keypoints.columns import CENTRE, IMAGE_SIZE, PIXEL_CENTRE, PIXEL_OFFSET, flip_order
 
 AUGMENT_KEYS = ("flip", "shift", "rotation", "scale", "brightness", "contrast")
-LAST = IMAGE_SIZE - 1.0  # the largest in-image coordinate
+FIRST, LAST = PIXEL_OFFSET, IMAGE_SIZE - 1.0 + PIXEL_OFFSET  # the first and last pixel centres
 
 
 def _check_columns(columns, count):
@@ -46,7 +47,7 @@ def affine_transform(images, keypoints, flip, shift_x, shift_y, angle, scale, or
 
     Per example: optional mirror, rotation by `angle` radians and scaling by `scale` about the image
     centre, then a shift in pixels. flip is a bool (B,); the rest float32 (B,). `order` is the column
-    permutation of a flip. Examples whose transformed keypoints would leave [0, 95] get the identity
+    permutation of a flip. Examples whose transformed keypoints would leave the pixel centres get the identity
     instead: a label outside the picture cannot be learnt from it, and clipping it would be wrong.
     Returns (images, keypoints, kept) with kept the bool (B,) of examples actually transformed.
     """
@@ -64,16 +65,17 @@ def affine_transform(images, keypoints, flip, shift_x, shift_y, angle, scale, or
     new_y = CENTRE + shift_y[:, None] + a10[:, None] * x + a11[:, None] * y
     moved = tf.reshape(tf.stack([new_x, new_y], axis=-1), [batch, -1])
     moved = tf.where(flip[:, None], tf.gather(moved, order, axis=1), moved)
-    inside = tf.reduce_all((moved >= 0.0) & (moved <= LAST), axis=1)
+    inside = tf.reduce_all((moved >= FIRST) & (moved <= LAST), axis=1)
 
-    # The op wants the inverse map (output pixel -> input position): p = centre + A^-1 (p' - centre - shift).
+    # The op wants the inverse map (output pixel -> input position), in pixel indices:
+    # p = centre + A^-1 (p' - centre - shift).
     determinant = a00 * a11 - a01 * a10
     i00, i01 = a11 / determinant, -a01 / determinant
     i10, i11 = -a10 / determinant, a00 / determinant
-    offset_x, offset_y = CENTRE + shift_x, CENTRE + shift_y
+    offset_x, offset_y = PIXEL_CENTRE + shift_x, PIXEL_CENTRE + shift_y
     inverse = tf.stack([
-        i00, i01, CENTRE - i00 * offset_x - i01 * offset_y,
-        i10, i11, CENTRE - i10 * offset_x - i11 * offset_y,
+        i00, i01, PIXEL_CENTRE - i00 * offset_x - i01 * offset_y,
+        i10, i11, PIXEL_CENTRE - i10 * offset_x - i11 * offset_y,
         tf.zeros_like(i00), tf.zeros_like(i00),
     ], axis=1)
     identity = tf.constant([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])

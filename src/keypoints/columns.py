@@ -2,8 +2,14 @@
 
 IMAGE_SIZE = 96
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
-# Pixel i's centre is at coordinate i, so the image's centre is at 47.5 and a flip maps x to 95 - x.
-CENTRE = (IMAGE_SIZE - 1) / 2.0
+# Keypoint coordinates measure from the image's top-left corner: pixel i spans [i, i + 1), its centre
+# lies at i + PIXEL_OFFSET, the image's centre at 48, and a horizontal flip maps x to 96 - x. The
+# competition documents no convention; real faces in its format say this one (README: Conventions):
+# trained with flips at 95 - x instead (pixel i's centre at i), a model is worse on them and predicts
+# their mirror images 2 to 3 px off. Arrays and image ops (cv2, tf) index pixels from 0 at their centres.
+PIXEL_OFFSET = 0.5
+CENTRE = (IMAGE_SIZE - 1) / 2.0 + PIXEL_OFFSET  # the image's centre, in keypoint coordinates
+PIXEL_CENTRE = (IMAGE_SIZE - 1) / 2.0           # the same point in pixel indices
 
 KEYPOINT_NAMES = [
     "left_eye_center",

@@ -12,14 +12,15 @@ drift. The framing is learned from the training faces, in two parts (`learn_fram
 `refine` alternates: predict on the crop, re-frame the crop from the predictions, until it stops
 moving. In a video, a face's crop in the next frame can start from its keypoints in this one.
 
-A box is a square (x, y, side) of whole pixels: its first column and row, and its side. Pixel i's
-centre is at coordinate i, in the crop as in the image, so crop coordinate c maps to
-x + (c + 0.5) * side / 96 - 0.5 (cv2.resize samples output pixel k at (k + 0.5) * side / 96 - 0.5).
+A box is a square (x, y, side) of whole pixels: its first column and row, and its side. Keypoint
+coordinates measure from the top-left corner, in the crop as in the image (pixel i's centre at i + 0.5:
+columns.py), so crop coordinate c maps to x + c * side / 96 (cv2.resize samples output pixel k at input
+pixel index (k + 0.5) * side / 96 - 0.5: the same map).
 """
 import cv2
 import numpy as np
 
-from keypoints.columns import IMAGE_SIZE, KEYPOINT_COLUMNS
+from keypoints.columns import IMAGE_SIZE, KEYPOINT_COLUMNS, PIXEL_OFFSET
 
 POINTS = len(KEYPOINT_COLUMNS) // 2
 
@@ -53,8 +54,9 @@ def to_original(keypoints_96, box):
     x, y, side = box
     keypoints = np.array(keypoints_96, dtype=np.float64)
     scale = side / IMAGE_SIZE
-    keypoints[..., 0::2] = x + (keypoints[..., 0::2] + 0.5) * scale - 0.5
-    keypoints[..., 1::2] = y + (keypoints[..., 1::2] + 0.5) * scale - 0.5
+    # In pixel indices p = c - PIXEL_OFFSET the map is x + (p + 0.5) * scale - 0.5 (cv2.resize's).
+    keypoints[..., 0::2] = x + (keypoints[..., 0::2] + 0.5 - PIXEL_OFFSET) * scale - 0.5 + PIXEL_OFFSET
+    keypoints[..., 1::2] = y + (keypoints[..., 1::2] + 0.5 - PIXEL_OFFSET) * scale - 0.5 + PIXEL_OFFSET
     return keypoints
 
 
@@ -134,8 +136,9 @@ def box_from_keypoints(keypoints, mean_shape, correction=None):
     scale, shift_x, shift_y = crop_frame(keypoints, mean_shape, correction)
     if not scale > 0:
         raise ValueError("keypoints that are not face-shaped (mirrored or collapsed) have no framing")
-    # Image coordinate = x + (c + 0.5) * side / 96 - 0.5 = shift + scale * c, with scale = side / 96.
-    return whole_box(shift_x + 0.5 - 0.5 * scale, shift_y + 0.5 - 0.5 * scale, scale * IMAGE_SIZE)
+    # Image coordinate = x + (c + 0.5 - o) * scale - 0.5 + o = shift + scale * c (to_original, o = PIXEL_OFFSET).
+    margin = (0.5 - PIXEL_OFFSET) * (1.0 - scale)
+    return whole_box(shift_x + margin, shift_y + margin, scale * IMAGE_SIZE)
 
 
 def shape_residual(keypoints_96, mean_shape):

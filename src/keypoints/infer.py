@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from keypoints import fileio
-from keypoints.columns import EIGHT_COLUMNS, IMAGE_SIZE, KEYPOINT_COLUMNS
+from keypoints.columns import EIGHT_COLUMNS, IMAGE_SIZE, KEYPOINT_COLUMNS, PIXEL_OFFSET
 from keypoints.faces import make_detectors
 from keypoints.framing import centred_box, crop_face, first_boxes, refine, shape_residual, to_original
 
@@ -176,12 +176,12 @@ def draw_keypoints(image, keypoints, box, found):
     thickness = max(1, int(round(max(image.shape[:2]) / 400)))
     radius = max(2, int(round(side / IMAGE_SIZE * 1.5)))
     colour = (0, 200, 0) if found else (0, 140, 255)
-    # Pixel i's centre is coordinate i, so the box's edges are half a pixel outside its first and last pixels.
     cv2.rectangle(canvas, (x, y), (x + side - 1, y + side - 1), colour, thickness)
     shift = 4  # cv2 draws at 1/16 pixel precision with fixed-point coordinates
     for point_x, point_y in np.asarray(keypoints, dtype=np.float64).reshape(-1, 2):
         if np.isfinite(point_x) and np.isfinite(point_y):
-            centre = (int(round(point_x * 2**shift)), int(round(point_y * 2**shift)))
+            # cv2 draws in pixel indices: pixel i's centre is at keypoint coordinate i + PIXEL_OFFSET.
+            centre = (int(round((point_x - PIXEL_OFFSET) * 2**shift)), int(round((point_y - PIXEL_OFFSET) * 2**shift)))
             cv2.circle(canvas, centre, radius * 2**shift, (0, 0, 255), -1, cv2.LINE_AA, shift)
     return canvas
 

@@ -5,6 +5,11 @@ matplotlib.use("Agg")  # no display on CI or servers
 import matplotlib.pyplot as plt
 import numpy as np
 
+from keypoints.columns import IMAGE_SIZE, PIXEL_OFFSET
+
+# imshow's extent in keypoint coordinates: pixel i spans [i + PIXEL_OFFSET - 0.5, i + PIXEL_OFFSET + 0.5].
+EXTENT = (PIXEL_OFFSET - 0.5, IMAGE_SIZE - 0.5 + PIXEL_OFFSET, IMAGE_SIZE - 0.5 + PIXEL_OFFSET, PIXEL_OFFSET - 0.5)
+
 
 def faces_figure(images, true_keypoints, predicted_keypoints, columns=8):
     """A grid of faces: true keypoints as green dots, predicted as red crosses."""
@@ -16,7 +21,7 @@ def faces_figure(images, true_keypoints, predicted_keypoints, columns=8):
         axis.set_axis_off()
         if index >= count:
             continue
-        axis.imshow(images[index], cmap="gray", vmin=0, vmax=255)
+        axis.imshow(images[index], cmap="gray", vmin=0, vmax=255, extent=EXTENT)
         axis.scatter(true_keypoints[index, 0::2], true_keypoints[index, 1::2], s=6, c="lime", marker="o")
         axis.scatter(predicted_keypoints[index, 0::2], predicted_keypoints[index, 1::2], s=10, c="red", marker="x")
     figure.suptitle("held-out faces: true (green) vs predicted (red)", fontsize=9)

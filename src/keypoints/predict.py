@@ -7,7 +7,7 @@ from keypoints.columns import (CENTRE, COORDINATE_MAX, COORDINATE_MIN, EIGHT_IND
 
 
 def unflip(predictions):
-    """Keypoints (N, k) predicted on mirrored faces, mapped back onto the faces: x -> 95 - x, and each
+    """Keypoints (N, k) predicted on mirrored faces, mapped back onto the faces: x -> 96 - x, and each
     left/right pair swapped back."""
     restored = np.asarray(predictions, np.float32)[:, flip_order(columns_for(predictions.shape[1]))]
     restored[:, 0::2] = 2 * CENTRE - restored[:, 0::2]

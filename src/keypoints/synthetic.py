@@ -4,7 +4,7 @@ Each face is drawn in a canonical 96x96 frame (outline, eyes with irises, brows,
 proportions of the real data's mean face and per-face jitter), then posed by a random rotation, scale
 and shift. Pixels are rendered by mapping every output pixel centre back into the canonical frame, and
 keypoints by mapping the canonical points forward through the same pose, so they are exact under the
-project's convention (pixel i's centre is at coordinate i).
+project's convention (pixel i's centre is at coordinate i + 0.5: columns.py).
 """
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ from keypoints.columns import (
     CENTRE,
     EIGHT_INDICES,
     IMAGE_SIZE,
+    PIXEL_OFFSET,
     KEYPOINT_COLUMNS,
     KEYPOINT_NAMES,
     LOOKUP_FILE_COLUMNS,
@@ -132,7 +133,7 @@ def _render(u, v, g, points, rng):
 def draw_faces(count, seed):
     """(images uint8 (count, 96, 96), keypoints float32 (count, 30)) of `count` posed synthetic faces."""
     rng = np.random.default_rng(seed)
-    grid_y, grid_x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64)
+    grid_y, grid_x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64) + PIXEL_OFFSET  # pixel centres
     images = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     keypoints = np.empty((count, len(KEYPOINT_COLUMNS)), np.float32)
     for index in range(count):
@@ -151,7 +152,7 @@ def draw_faces(count, seed):
         image = image + rng.normal(0.0, rng.uniform(2.0, 8.0), size=image.shape)
         images[index] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
         keypoints[index] = posed.reshape(-1)
-    if not (np.all(keypoints >= 0) and np.all(keypoints <= IMAGE_SIZE - 1)):
+    if not (np.all(keypoints >= PIXEL_OFFSET) and np.all(keypoints <= IMAGE_SIZE - 1 + PIXEL_OFFSET)):
         raise ValueError("synthetic keypoints left the image: the pose limits are too wide")
     return images, keypoints
 
