@@ -21,6 +21,8 @@ HOLDOUT = 32
 def split_cpu(devices):
     import tensorflow as tf
 
+    # The CPU's replicas only: mirrored takes every visible GPU first.
+    tf.config.set_visible_devices([], "GPU")
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)])
 
