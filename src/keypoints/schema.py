@@ -105,7 +105,7 @@ class Training(Group):
     augment: Augment = None
     mixed_precision: bool = None
     jit_compile: bool = None
-    # Not multi_worker_mirrored: Keras 3's fit does not train correctly under it (README: Several GPUs).
+    # Not multi_worker_mirrored: Keras 3's fit fails under MultiWorkerMirroredStrategy (README: Several GPUs).
     distribute: Literal["none", "mirrored"] = None
 
 
