@@ -112,6 +112,7 @@ def test_loading_changes_no_value_so_no_stage_depends_on_the_schema():
     (lambda v: v["presets"]["fast"]["augment"].update(shift=-1), r"presets.fast.augment.shift: input should be greater"),
     (lambda v: v["presets"]["fast"]["per_model"].update(model_15={}), r"presets.fast.per_model.model_15: unknown key"),
     (lambda v: v["fetch"].update(source="s3"), r"fetch.source: input should be 'synthetic', 'path' or 'kaggle'"),
+    (lambda v: v["train"].update(distribute="multi_worker_mirrored"), r"train.distribute: input should be 'none' or 'mirrored'"),
     (lambda v: v["video"].update(smoothing="yes"), r"video.smoothing: input should be a valid boolean"),
     (lambda v: v.update(tarin={}), r"tarin: unknown key"),
     (lambda v: v["fetch"].update(path=""), r"fetch.path: string should have at least 1 character"),

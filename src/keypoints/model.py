@@ -16,6 +16,7 @@ def build_model(
     first_stride,
     output_bias=None,
     name=None,
+    synchronized_batchnorm=False,
 ):
     """Blocks of Conv2D(no bias) -> LeakyReLU -> BatchNorm, MaxPool between blocks, then a dense head.
 
@@ -26,6 +27,9 @@ def build_model(
     Inputs are raw 0-255 grey levels, shape (96, 96, 1); outputs are keypoint coordinates in pixels.
     output_bias: None for zeros (the article), or start value of the output layer's bias, e.g. the mean keypoint position. From a zero
     bias Adam needs thousands of steps just to move outputs from 0 to ~48 px; short runs never get there.
+    synchronized_batchnorm: BatchNorm's training statistics over the whole global batch, summed across
+    the replicas of a tf.distribute strategy (train.distribute: mirrored), rather than over each
+    replica's share of it; the same as unsynchronised on one device.
     """
     if len(filters) != len(kernel_sizes):
         raise ValueError(
@@ -47,7 +51,7 @@ def build_model(
             stride = first_stride if block == 0 and conv == 0 else 1
             x = layers.Conv2D(block_filters, kernel_size, strides=stride, padding="same", use_bias=False)(x)
             x = layers.LeakyReLU(negative_slope=leaky_relu_slope)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(synchronized=synchronized_batchnorm)(x)
     x = layers.Flatten()(x)
     x = layers.Dense(dense_units, activation="relu")(x)
     x = layers.Dropout(dropout)(x)

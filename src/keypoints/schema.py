@@ -105,6 +105,8 @@ class Training(Group):
     augment: Augment = None
     mixed_precision: bool = None
     jit_compile: bool = None
+    # Not multi_worker_mirrored: Keras 3's fit fails under MultiWorkerMirroredStrategy (README: Several GPUs).
+    distribute: Literal["none", "mirrored"] = None
 
 
 class PerModel(Group):

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keypoints.augment import make_dataset, steps_per_epoch
 from keypoints.checkpoint import callback_state
+from keypoints.distribute import strategy_for
 from keypoints.model import build_model, compile_model
 from keypoints.params import flatten
 from keypoints.precise_batchnorm import PreciseBatchNorm, calibration_rows
@@ -44,12 +45,25 @@ def log_epoch(run, row):
 
 def reseed_dropout(model, seed, epoch):
     """Set every random layer's stream (Dropout's) to a function of (seed, epoch, layer), so that a
-    resumed fit drops the units an uninterrupted one drops, whatever state the loaded model had."""
+    resumed fit drops the units an uninterrupted one drops, whatever state the loaded model had.
+    Under train.distribute each replica gets a stream of its own: Keras 3 starts every replica's copy
+    of a mirrored seed at the same value, so every replica would drop the same units of its share of
+    the batch (tests/test_distribute.py), which one device's dropout never does."""
     states = [variable for variable in model.variables if variable.name == "seed_generator_state"]
     for number, state in enumerate(states):
-        digest = hashlib.sha256(f"{seed} {epoch} {number}".encode()).digest()
-        # Keras counts the second half up by one per step, and reduces both modulo 2**31 - 2.
-        state.assign(np.array([int.from_bytes(digest[:4], "big") % (2**31 - 2), 0], dtype=state.dtype))
+        if isinstance(state.value, tf.distribute.DistributedValues):
+            for replica, component in enumerate(state.value.values):
+                component.assign(dropout_stream(seed, epoch, number, replica).astype(component.dtype.as_numpy_dtype))
+        else:
+            state.assign(dropout_stream(seed, epoch, number).astype(state.dtype))
+
+
+def dropout_stream(seed, epoch, number, replica=0):
+    """The seed state of random layer `number` at `epoch`; replica 0's is the one-device stream."""
+    text = f"{seed} {epoch} {number}" + (f" {replica}" if replica else "")
+    digest = hashlib.sha256(text.encode()).digest()
+    # Keras counts the second half up by one per step, and reduces both modulo 2**31 - 2.
+    return np.array([int.from_bytes(digest[:4], "big") % (2**31 - 2), 0])
 
 
 def make_callbacks(settings, history_rows, run, checkpoint, calibration_images):
@@ -137,27 +151,28 @@ def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=Non
     (train.start_from_model_8, see start_from); None: from scratch."""
     configure(settings)
     fit_rows, validation = validation_rows(len(images), settings["validation_fraction"], settings["seed"])
+    strategy = strategy_for(settings["distribute"])
+    replicas = strategy.num_replicas_in_sync
+    log(f"train.distribute={settings['distribute']}: {replicas} replica(s), global batch {settings['batch_size']}")
     state = checkpoint.state
-    if state:
-        log(f"resuming from {checkpoint.directory} at epoch {state['next_epoch'] + 1}")
-        model = keras.models.load_model(checkpoint.model_path)
-        history_rows = state["history"]
-        if history_rows and run.logged_steps("loss")[-1:] != [history_rows[-1]["epoch"]]:
-            log_epoch(run, history_rows[-1])
-    else:
-        model = compile_model(
-            build_model(keypoints.shape[1], output_bias=_output_bias(settings, keypoints[fit_rows]), **settings["model"]),
-            optimizer=settings["optimizer"],
-            learning_rate=settings["learning_rate"],
-            loss=settings["loss"],
-            jit_compile=settings["jit_compile"],
-        )
-        if initial_model is not None:
-            start_from(model, initial_model)
-            log(f"{model.name} starts from {initial_model.name}'s trained convolutional layers")
-        history_rows = []
-        run.log_params(flatten(settings))
-        run.log_params({"outputs": keypoints.shape[1], "fit_rows": len(fit_rows), "validation_rows": len(validation)})
+    # Variables made in the strategy's scope are mirrored on every replica, the optimizer's included;
+    # Keras' fit then runs each step on every replica (the model remembers its strategy).
+    with strategy.scope():
+        if state:
+            log(f"resuming from {checkpoint.directory} at epoch {state['next_epoch'] + 1}")
+            model = keras.models.load_model(checkpoint.model_path)
+            history_rows = state["history"]
+            if history_rows and run.logged_steps("loss")[-1:] != [history_rows[-1]["epoch"]]:
+                log_epoch(run, history_rows[-1])
+        else:
+            model = new_model(settings, keypoints[fit_rows], synchronized_batchnorm=replicas > 1)
+            if initial_model is not None:
+                start_from(model, initial_model)
+                log(f"{model.name} starts from {initial_model.name}'s trained convolutional layers")
+            history_rows = []
+            run.log_params(flatten(settings))
+            run.log_params({"outputs": keypoints.shape[1], "fit_rows": len(fit_rows), "validation_rows": len(validation),
+                            "replicas": replicas})
 
     # One fancy index, not two: images[fit_rows] would copy the whole fit set first.
     calibration = images[fit_rows[calibration_rows(len(fit_rows), settings["precise_batchnorm_rows"])]]
@@ -193,6 +208,20 @@ def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=Non
     if epochs_here > 0 and seconds > 0:
         run.log_metrics({"images_per_second": epochs_here * len(fit_rows) / seconds})
     return model, history_rows, summary
+
+
+def new_model(settings, fit_keypoints, synchronized_batchnorm):
+    """The compiled network of `settings`, its output bias from the fit rows' keypoints. With several
+    replicas BatchNorm normalises over the global batch, as one device does (train.distribute)."""
+    model = build_model(fit_keypoints.shape[1], output_bias=_output_bias(settings, fit_keypoints),
+                        synchronized_batchnorm=synchronized_batchnorm, **settings["model"])
+    return compile_model(
+        model,
+        optimizer=settings["optimizer"],
+        learning_rate=settings["learning_rate"],
+        loss=settings["loss"],
+        jit_compile=settings["jit_compile"],
+    )
 
 
 def _output_bias(settings, keypoints):
