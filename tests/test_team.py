@@ -171,8 +171,10 @@ def test_each_clone_registered_its_predictor_and_the_champion_is_the_better(team
         record = json.loads((clone / "models/registered.json").read_text())
         assert record["registered"] and record["version"] == versions[name].version, record
         # The registered model's files, fetched through the registry, are the clone's models/predictor.
-        fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL}/{versions[name].version}",
-                                                           dst_path=str(tmp_path / name), tracking_uri=team.tracking_url))
+        source = client.get_model_version_download_uri(MODEL, versions[name].version)
+        assert source.startswith("mlflow-artifacts:"), source
+        fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp_path / name),
+                                                           tracking_uri=team.tracking_url))
         assert tree_bytes(fetched) == tree_bytes(clone / "models/predictor")
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert float(champion.tags["merged_rmse"]) == min(float(v.tags["merged_rmse"]) for v in versions.values())
