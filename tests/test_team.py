@@ -90,8 +90,10 @@ class Team:
 
 
 def start_experiment(team, clone, name, seed):
-    environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                       **team.environment())
+    # No MLflow or AWS setting but the member's own: the stages must need nothing else (no S3 endpoint
+    # or key for MLflow's artifacts, which go through the server).
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "MLFLOW_"))}
+    environment.update(team.environment(), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     return subprocess.Popen(["dvc", "exp", "run", "-n", name, "-S", f"train.seed={seed}"], cwd=clone, env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -108,7 +110,8 @@ def team(tmp_path_factory, shared_mlflow, s3_endpoint):
     run(["git", "commit", "-q", "-m", "the team's DVC remote"], origin)
     team = Team(root, shared_mlflow)
     run(["git", "clone", "-q", "--bare", str(origin), str(team.git_remote)], root)
-    team.clone("a"), team.clone("b")
+    team.clone("a")
+    team.clone("b")
     runs = [start_experiment(team, team.a, "team-a", 1), start_experiment(team, team.b, "team-b", 2)]
     for process in runs:
         output = process.communicate(timeout=900)[0]
