@@ -1,6 +1,7 @@
 """Working as a team (README: Working as a team): one MLflow tracking server backed by PostgreSQL with
 its artifacts in S3, one DVC remote in S3, one shared git remote, and two clones that run experiments
 at once, push them and take each other's. Real servers on 127.0.0.1, real DVC, real MLflow, tiny params."""
+import csv
 import json
 import os
 import subprocess
@@ -129,19 +130,38 @@ def test_both_clones_experiments_are_on_the_shared_server_whole(team):
     client = MlflowClient(team.tracking_url)
     assert client.get_experiment_by_name(EXPERIMENT).artifact_location.startswith("mlflow-artifacts:")
     by_name = runs_by_name(client)
-    for name, seed in (("team-a", "1"), ("team-b", "2")):
+    for name, seed, clone in (("team-a", "1", team.a), ("team-b", "2", team.b)):
         for stage, artifacts in STAGE_ARTIFACTS.items():
             stored = by_name[f"{name}/{stage}"]
             assert stored.info.status == "FINISHED", (name, stage)
             assert stored.data.tags["dvc_exp_name"] == name and stored.data.tags["stage"] == stage
             assert stored.info.artifact_uri.startswith("mlflow-artifacts:"), stored.info.artifact_uri
             assert artifacts <= artifact_paths(client, stored.info.run_id), (name, stage)
-            if stage.startswith("train"):
-                assert stored.data.params["seed"] == seed
-                for metric in TRAIN_METRICS:
-                    steps = [m.step for m in client.get_metric_history(stored.info.run_id, metric)]
-                    assert steps == [0, 1], (name, stage, metric)
-        assert by_name[f"{name}/evaluate"].data.params["train.seed"] == seed
+        for outputs in ("8", "30"):
+            check_training_run(client, by_name[f"{name}/train_{outputs}"], clone, outputs, seed)
+        # The final metrics are the clone's own files, headline and per keypoint.
+        evaluate = by_name[f"{name}/evaluate"]
+        assert evaluate.data.params["train.seed"] == seed
+        expected = read_json(clone / "metrics/evaluate.json")
+        expected.update({f"per_keypoint/{key}": value for key, value in read_json(clone / "metrics/per_keypoint.json").items()})
+        assert evaluate.data.metrics == pytest.approx(expected)
+
+
+def check_training_run(client, stored, clone, outputs, seed):
+    """Its params, its summary as the clone's metrics file has it, and every epoch of the history CSV."""
+    assert stored.data.params["seed"] == seed
+    summary = read_json(clone / f"metrics/train_{outputs}.json")  # named model_8_best_epoch, ...; the run's lack the prefix
+    assert {key: stored.data.metrics[key.removeprefix(f"model_{outputs}_")] for key in summary} == pytest.approx(summary)
+    history = list(csv.DictReader((clone / f"plots/history_{outputs}.csv").read_text().splitlines()))
+    for metric in TRAIN_METRICS:
+        logged = client.get_metric_history(stored.info.run_id, metric)
+        # MLflow's steps count from 0, the CSV's epochs from 1.
+        assert [m.step + 1 for m in logged] == [int(row["epoch"]) for row in history] == [1, 2], metric
+        assert [m.value for m in logged] == pytest.approx([float(row[metric]) for row in history]), metric
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
 
 
 def artifact_paths(client, run_id, path=None):
