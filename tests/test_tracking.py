@@ -107,3 +107,18 @@ def test_through_a_proxy_the_proxy_is_what_must_answer(monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port} did not accept"):
         tracking.check_reachable("http://tracking.example.com:5000")
+
+
+def test_a_tracking_server_chooses_the_artifact_location_a_local_store_gets_the_project_s(monkeypatch, tmp_path):
+    """With a server's proxied artifacts (mlflow server --artifacts-destination), an experiment created
+    with a file: location would put the artifacts on the client's disk, out of the team's reach."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.artifact_location() is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    assert tracking.artifact_location() == (tmp_path.resolve() / "mlartifacts").as_uri()
+
+
+def test_a_password_in_the_tracking_uri_is_not_printed():
+    assert tracking.shown_uri("https://ana:s3cret@mlflow.example.com:5000/") == "https://ana:***@mlflow.example.com:5000/"
+    assert tracking.shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

@@ -32,9 +32,9 @@ CONNECT_SECONDS = 3
 def check_reachable(uri):
     """Raise ConnectionError unless the http(s) server of `uri` (or the proxy that reaches it)
     accepts a TCP connection within CONNECT_SECONDS; other stores (sqlite, file) are not checked."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme not in ("http", "https"):
+    if not is_tracking_server(uri):
         return
+    parsed = urllib.parse.urlparse(uri)
     target = parsed
     proxy = urllib.request.getproxies().get(parsed.scheme)
     if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
@@ -48,8 +48,28 @@ def check_reachable(uri):
                               f"connection within {CONNECT_SECONDS} s ({error})") from error
 
 
+def is_tracking_server(uri):
+    return urllib.parse.urlparse(uri).scheme in ("http", "https")
+
+
 def artifact_location():
+    """Where a new experiment's artifacts go: for a store the stage opens itself (SQLite, a database
+    URI), the project's mlartifacts/, so queued and --temp runs share it; for a tracking server, None:
+    the server's own --artifacts-destination (or --default-artifact-root) decides, and with proxied
+    artifacts the clients upload through it and need no credentials for the artifact store."""
+    if is_tracking_server(tracking_uri()):
+        return None
     return (project_root() / "mlartifacts").as_uri()
+
+
+def shown_uri(uri):
+    """`uri` without a password (http://user:secret@host -> http://user:***@host), for printed lines:
+    a stage's log must not carry a credential."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.password is None:
+        return uri
+    netloc = f"{parsed.username}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+    return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
 
 
 def git_commit():
@@ -119,7 +139,7 @@ class Run:
                     lambda: self.client.create_run(experiment_id, tags=self.tags, run_name=run_name(stage))
                 )
                 self.run_id = run.info.run_id
-            print(f"MLflow run {self.run_id} in {tracking_uri()}", file=sys.stderr)
+            print(f"MLflow run {self.run_id} in {shown_uri(tracking_uri())}", file=sys.stderr)
         except Exception as error:
             self._fail(error)
 
@@ -153,7 +173,7 @@ class Run:
 
     def _fail(self, error):
         warnings.warn(
-            f"MLflow tracking at {tracking_uri()} failed ({type(error).__name__}: {error}); "
+            f"MLflow tracking at {shown_uri(tracking_uri())} failed ({type(error).__name__}: {error}); "
             "training and DVC outputs continue without it",
             RuntimeWarning,
             stacklevel=3,
