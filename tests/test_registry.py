@@ -142,3 +142,30 @@ def test_the_stage_writes_its_outputs_with_the_store_down(tmp_path, monkeypatch)
     assert (record["registered"], record["model_name"], record["merged_rmse"]) == (False, "facial-keypoints", 2.0)
     assert "unreachable" in record["reason"]
     assert (tmp_path / "predictor" / "MLmodel").is_file() and (tmp_path / "predictor" / "artifacts").is_dir()
+
+
+def test_a_stale_champion_write_of_a_concurrent_registration_is_settled_to_the_best(store, model_dir):
+    """Two registrations at once: both read "no champion", the worse one's write lands last. Settling
+    (which every promotion runs after its write) moves the alias to the better version on the same data,
+    and leaves a champion of other held-out data alone."""
+    better = publish(model_dir, 1.5)
+    worse = publish(model_dir, 2.5)
+    client = MlflowClient(store)
+    client.set_registered_model_alias("keypoints", "champion", worse["version"])  # the stale write
+    assert str(registry.settle_champion(client, "keypoints", "held-out-1").version) == better["version"]
+    assert champion(store) == better["version"]
+
+    other = publish(model_dir, 3.0, data_checksum="held-out-2")
+    client.set_registered_model_alias("keypoints", "champion", other["version"])
+    assert str(registry.settle_champion(client, "keypoints", "held-out-1").version) == other["version"]
+
+
+def test_a_promotion_that_loses_the_race_records_the_winner(store, model_dir):
+    best = publish(model_dir, 1.5)
+    client = MlflowClient(store)
+    later = registry.register(client, "keypoints", str(model_dir), None, {"data_checksum": "held-out-1",
+                                                                          "merged_rmse": "2.5"})
+    client.delete_registered_model_alias("keypoints", "champion")  # as if it read before best moved it
+    record = registry.promote(client, "keypoints", later, "held-out-1", 2.5)
+    assert not record["champion_moved"] and record["champion_version"] == best["version"]
+    assert "registered at the same time" in record["reason"] and champion(store) == best["version"]

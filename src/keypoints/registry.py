@@ -84,12 +84,36 @@ def register(client, name, source, run_id, tags):
     return str(version)
 
 
+def settle_champion(client, name, data_checksum, rounds=5):
+    """Point `champion` at the lowest merged RMSE of the versions scored on `data_checksum`, if it points
+    at one of them; the version it ends at. Two experiments registering at once (two clones, a queue
+    with several workers) can each read the champion before the other moves it, and the slower write
+    would win whatever its RMSE: each re-reads after its own write until the alias agrees."""
+    for _ in range(rounds):
+        champion = current_champion(client, name)
+        if champion is None or (champion.tags or {}).get("data_checksum") != data_checksum:
+            return champion
+        scored = [candidate for candidate in client.search_model_versions(f"name='{name}'")
+                  if (candidate.tags or {}).get("data_checksum") == data_checksum
+                  and math.isfinite(_rmse(candidate.tags))]
+        best = min(scored, key=lambda candidate: (_rmse(candidate.tags), int(candidate.version)))
+        if _rmse(best.tags) >= _rmse(champion.tags or {}):
+            return champion
+        client.set_registered_model_alias(name, CHAMPION, best.version)
+    return current_champion(client, name)
+
+
 def promote(client, name, version, data_checksum, merged_rmse):
     """Apply the champion rule to a registered version: the record of what happened."""
     champion = current_champion(client, name)
     moved, reason = champion_verdict(champion, data_checksum, merged_rmse)
     if moved:
         client.set_registered_model_alias(name, CHAMPION, version)
+        settled = settle_champion(client, name, data_checksum)
+        if settled is not None and str(settled.version) != str(version):
+            moved, champion = False, settled
+            reason = (f"{reason}, but v{settled.version}, registered at the same time, scores "
+                      f"{_rmse(settled.tags):.4f}: it is champion")
     return {
         "champion_moved": moved,
         "champion_version": version if moved else (str(champion.version) if champion else None),
