@@ -1,4 +1,5 @@
 """Shared helpers: a copy of the project in a temporary git repo, with tiny params, for real DVC runs."""
+import json
 import os
 import shutil
 import socket
@@ -102,6 +103,13 @@ def reproduced_project(tmp_path_factory):
     directory = make_project(tmp_path_factory.mktemp("pipeline") / "project")
     run(["dvc", "repro"], directory)
     return directory
+
+
+def experiments_shown(project, run_command=run):
+    """{experiment name: its data (params, metrics)} from `dvc exp show --json`, every baseline's."""
+    shown = json.loads(run_command(["dvc", "exp", "show", "--json"], project).stdout)
+    return {revision["name"]: revision["data"] for baseline in shown
+            for experiment in baseline.get("experiments") or [] for revision in experiment["revs"]}
 
 
 def free_port():

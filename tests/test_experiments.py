@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import DEFAULT_PRESET, free_port, make_project, run, start_queue, wait_for_queue, wait_until_serving
+from conftest import DEFAULT_PRESET, experiments_shown, free_port, make_project, run, start_queue, wait_for_queue, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +31,9 @@ def experiments(tmp_path_factory):
 
 
 def test_exp_show_lists_both_experiments_with_params_and_metrics(experiments):
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], experiments).stdout)
-    found = {}
-    for baseline in shown:
-        for experiment in baseline.get("experiments") or []:
-            for revision in experiment["revs"]:
-                data = revision["data"]
-                found[revision["name"]] = (
-                    data["params"]["params.yaml"]["data"]["train"]["learning_rate"],
-                    data["metrics"]["metrics/evaluate.json"]["data"]["merged_rmse"],
-                )
+    found = {name: (data["params"]["params.yaml"]["data"]["train"]["learning_rate"],
+                    data["metrics"]["metrics/evaluate.json"]["data"]["merged_rmse"])
+             for name, data in experiments_shown(experiments).items()}
     assert set(found) >= {"exp-slow", "exp-fast"}
     assert found["exp-slow"][0] == 0.0005 and found["exp-fast"][0] == 0.005
     assert found["exp-slow"][1] != found["exp-fast"][1]
@@ -99,9 +92,8 @@ def test_two_temp_experiments_at_once_both_run_and_are_saved(experiments):
         output = process.communicate(timeout=900)[0]
         assert process.returncode == 0, output[-4000:]
     assert (experiments / "params.yaml").read_text() == params_before, "the workspace is untouched"
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], experiments).stdout)
-    rates = {revision["name"]: revision["data"]["params"]["params.yaml"]["data"]["train"]["learning_rate"]
-             for baseline in shown for experiment in baseline.get("experiments") or [] for revision in experiment["revs"]}
+    rates = {name: data["params"]["params.yaml"]["data"]["train"]["learning_rate"]
+             for name, data in experiments_shown(experiments).items()}
     assert rates["temp-a"] == 0.002 and rates["temp-b"] == 0.003
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import yaml
 
-from conftest import DEFAULT_PRESET, make_project, run, start_queue, wait_for_queue
+from conftest import DEFAULT_PRESET, experiments_shown, make_project, run, start_queue, wait_for_queue
 
 pytestmark = pytest.mark.slow
 
@@ -19,16 +19,11 @@ BATCHES = (8, 16)
 
 def shown_experiments(project):
     """{experiment name: (learning rate, batch size, merged RMSE)} from `dvc exp show --json`."""
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     found = {}
-    for baseline in shown:
-        for experiment in baseline.get("experiments") or []:
-            for revision in experiment["revs"]:
-                data = revision["data"]
-                params = data["params"]["params.yaml"]["data"]
-                found[revision["name"]] = (params["train"]["learning_rate"],
-                                           params["presets"][DEFAULT_PRESET]["batch_size"],
-                                           data["metrics"]["metrics/evaluate.json"]["data"]["merged_rmse"])
+    for name, data in experiments_shown(project).items():
+        params = data["params"]["params.yaml"]["data"]
+        found[name] = (params["train"]["learning_rate"], params["presets"][DEFAULT_PRESET]["batch_size"],
+                       data["metrics"]["metrics/evaluate.json"]["data"]["merged_rmse"])
     return found
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import make_project, run
+from conftest import experiments_shown, make_project, run
 from servers import (DVC_BUCKET, MLFLOW_BUCKET, SERVER_CREDENTIALS, postgres_url, s3_client, s3_endpoint,  # noqa: F401
                      shared_mlflow)
 from keypoints import tracking
@@ -226,18 +226,12 @@ def test_data_pushed_from_one_clone_pulls_byte_identical_into_another(team):
     assert json.loads(team.run(["dvc", "status", "--json"], fresh).stdout) == {}
 
 
-def experiment_rows(clone, run_command):
-    shown = json.loads(run_command(["dvc", "exp", "show", "--json"], clone).stdout)
-    return {revision["name"]: revision["data"] for baseline in shown
-            for experiment in baseline.get("experiments") or [] for revision in experiment["revs"]}
-
-
 def test_an_experiment_pushed_from_one_clone_is_shown_and_applied_in_another(team):
     team.run(["dvc", "exp", "push", "origin", "team-a"], team.a)  # git refs to the git remote, data to the DVC remote
     assert "team-a" in team.run(["dvc", "exp", "list", "origin"], team.b).stdout
     team.run(["dvc", "exp", "pull", "origin", "team-a"], team.b)
     metrics_a = json.loads((team.a / "metrics/evaluate.json").read_text())
-    shown = experiment_rows(team.b, team.run)
+    shown = experiments_shown(team.b, team.run)
     assert {"team-a", "team-b"} <= set(shown)
     assert shown["team-a"]["metrics"]["metrics/evaluate.json"]["data"] == metrics_a
     assert shown["team-a"]["params"]["params.yaml"]["data"]["train"]["seed"] == 1
