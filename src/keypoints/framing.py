@@ -20,7 +20,7 @@ pixel index (k + 0.5) * side / 96 - 0.5: the same map).
 import cv2
 import numpy as np
 
-from keypoints.columns import IMAGE_SIZE, KEYPOINT_COLUMNS, PIXEL_OFFSET
+from keypoints.columns import IMAGE_SIZE, KEYPOINT_COLUMNS
 
 POINTS = len(KEYPOINT_COLUMNS) // 2
 
@@ -54,9 +54,8 @@ def to_original(keypoints_96, box):
     x, y, side = box
     keypoints = np.array(keypoints_96, dtype=np.float64)
     scale = side / IMAGE_SIZE
-    # In pixel indices p = c - PIXEL_OFFSET the map is x + (p + 0.5) * scale - 0.5 (cv2.resize's).
-    keypoints[..., 0::2] = x + (keypoints[..., 0::2] + 0.5 - PIXEL_OFFSET) * scale - 0.5 + PIXEL_OFFSET
-    keypoints[..., 1::2] = y + (keypoints[..., 1::2] + 0.5 - PIXEL_OFFSET) * scale - 0.5 + PIXEL_OFFSET
+    keypoints[..., 0::2] = x + keypoints[..., 0::2] * scale
+    keypoints[..., 1::2] = y + keypoints[..., 1::2] * scale
     return keypoints
 
 
@@ -136,9 +135,8 @@ def box_from_keypoints(keypoints, mean_shape, correction=None):
     scale, shift_x, shift_y = crop_frame(keypoints, mean_shape, correction)
     if not scale > 0:
         raise ValueError("keypoints that are not face-shaped (mirrored or collapsed) have no framing")
-    # Image coordinate = x + (c + 0.5 - o) * scale - 0.5 + o = shift + scale * c (to_original, o = PIXEL_OFFSET).
-    margin = (0.5 - PIXEL_OFFSET) * (1.0 - scale)
-    return whole_box(shift_x + margin, shift_y + margin, scale * IMAGE_SIZE)
+    # Image coordinate = x + c * side / 96 = shift + scale * c (to_original).
+    return whole_box(shift_x, shift_y, scale * IMAGE_SIZE)
 
 
 def shape_residual(keypoints_96, mean_shape):
