@@ -29,7 +29,8 @@ TINY_PARAMS = {
     },
     # The default preset's choices (its model_30 starting from model_8, ...) with a tiny network.
     "presets": {DEFAULT_PRESET: {"epochs": 2, "batch_size": 16, "precise_batchnorm_rows": 1024,
-                                 "model": {"filters": [4, 8], "kernel_sizes": [3, 3], "dense_units": 16}}},
+                                 "model": {"filters": [4, 8], "kernel_sizes": [3, 3], "dense_units": 16},
+                                 "per_model": {"model_30": {"epochs": 2}}}},
     "predict": {"batch_size": 32},
     "evaluate": {"faces": 4},
 }

@@ -187,3 +187,18 @@ def test_learned_framing_of_synthetic_faces():
     assert framing["found"]["haar"] > 0.5, "Haar finds most drawn faces"
     mapping = framing["detectors"]["haar"]
     assert 0.7 < mapping["scale"] < 1.5 and abs(mapping["dx"]) < 0.2 and abs(mapping["dy"]) < 0.3
+
+
+def test_detectors_called_from_several_threads_find_what_one_thread_finds():
+    """learn_detector_mapping runs a detector on a thread per core: each thread has its own native
+    detector, so concurrent calls find exactly the faces of one call after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images, _ = draw_faces(24, seed=6)
+    padded = [cv2.copyMakeBorder(image, *[48] * 4, cv2.BORDER_REPLICATE) for image in images]
+    for name, detect in make_detectors(["haar", "hog"], FRAMING_SETTINGS["detection_size"]).items():
+        one_by_one = [sorted(detect(image)) for image in padded]
+        assert sum(map(bool, one_by_one)) >= 5, f"{name} must find faces for this test to mean anything"
+        with ThreadPoolExecutor(4) as pool:
+            concurrent = [sorted(rects) for rects in pool.map(detect, padded * 3)]
+        assert concurrent == one_by_one * 3, name

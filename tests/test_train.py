@@ -14,7 +14,7 @@ from keypoints import tracking
 from keypoints.checkpoint import Checkpoint, fingerprint
 from keypoints.columns import EIGHT_COLUMNS
 from keypoints.params import load_params, merge, training_settings
-from keypoints.train import HISTORY_COLUMNS, fit, history_frame, validation_rows
+from keypoints.train import HISTORY_COLUMNS, cosine_learning_rate, fit, history_frame, validation_rows
 
 # The project's own reference settings (the article's, `train` alone), made tiny: every key the code
 # reads comes from params.yaml.
@@ -247,3 +247,47 @@ def test_model_30_starts_from_model_8_s_convolutions_and_a_fresh_head():
     np.testing.assert_array_equal(model_30.layers[flatten + 1].get_weights()[0], fresh_head)
     with pytest.raises(ValueError, match="train.model must be the same for both models"):
         start_from(build_model(30, **model_settings(filters=[4, 16], kernel_sizes=[3, 3], dense_units=8)), model_8)
+
+
+def test_the_cosine_rate_falls_from_the_peak_to_the_floor():
+    rates = [cosine_learning_rate(step, 10, 0.01, 0.001) for step in range(11)]
+    assert rates[0] == pytest.approx(0.01) and rates[10] == pytest.approx(0.001)
+    assert rates[5] == pytest.approx(0.0055)
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))
+    assert cosine_learning_rate(12, 10, 0.01, 0.001) == pytest.approx(0.001), "past the end it stays at the floor"
+
+
+def test_a_cosine_fit_runs_its_schedule_step_by_step_and_resumes_on_it(tmp_path, store):
+    """Each epoch's recorded rate is its last step's; the plateau callback is out of it (its patience
+    of 0 would otherwise cut the rate after every epoch). Resumed after a stop, the fit runs the same
+    rates and losses as an uninterrupted one."""
+    settings = merge(SETTINGS, {"lr_schedule": "cosine", "epochs": 3, "learning_rate": 0.02,
+                                "reduce_lr": {"patience": 0, "factor": 0.1, "min_lr": 0.002}})
+    steps = 3  # 24 fit rows in batches of 8
+    uninterrupted = train(*data(), settings, tmp_path / "uninterrupted")[1]
+    expected = [cosine_learning_rate(epoch * steps + steps - 1, 3 * steps, 0.02, 0.002) for epoch in range(3)]
+    assert [row["lr"] for row in uninterrupted] == pytest.approx(expected, rel=1e-6)
+
+    directory = tmp_path / "stopped"
+    stopped = train(*data(), merge(settings, {"epochs": 1}), directory)
+    assert stopped[1][0]["lr"] == pytest.approx(cosine_learning_rate(steps - 1, steps, 0.02, 0.002), rel=1e-6), \
+        "a 1-epoch cosine falls within its one epoch"
+    resumed = train(*data(), settings, directory)[1]
+    assert resumed[0]["lr"] == pytest.approx(expected[0], rel=1e-6), \
+        "another number of epochs is another schedule: the 1-epoch snapshot is not resumed"
+
+    killed = tmp_path / "killed"
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED_TRAINING, str(Path(__file__).parent), json.dumps(settings), str(killed), "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    after_kill = train(*data(), settings, killed)[1]
+    for want, got in zip(uninterrupted, after_kill):
+        assert got["lr"] == pytest.approx(want["lr"], rel=1e-6)
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_an_unknown_learning_rate_schedule_is_refused(tmp_path, store):
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(*data(), merge(SETTINGS, {"lr_schedule": "step"}), tmp_path / "checkpoint")

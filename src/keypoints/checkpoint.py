@@ -18,8 +18,10 @@ CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter", "stopped_epo
 
 
 def fingerprint(settings, data_checksum):
-    """The key of a snapshot. `epochs` is left out: raising it after a stop is a reason to resume."""
-    resumable = {key: value for key, value in settings.items() if key != "epochs"}
+    """The key of a snapshot. `epochs` is left out: raising it after a stop is a reason to resume;
+    but not under train.lr_schedule cosine, whose every step's rate depends on the number of epochs."""
+    resumable = {key: value for key, value in settings.items()
+                 if key != "epochs" or settings.get("lr_schedule") == "cosine"}
     return settings_hash({"settings": resumable, "data": data_checksum})
 
 

@@ -7,7 +7,12 @@ Each is a function gray uint8 (H, W) -> list of rectangles (x, y, w, h) in that 
 346 real photos of benchmarks/bench_photos.py each misses faces the other finds, so `keypoints detect`
 tries them in turn (params.yaml `framing.detectors`); dlib's CNN detector finds fewer of those small
 faces and takes ~20x longer (see README).
+
+Every detect function may be called from several threads at once: each thread gets its own native
+detector (neither OpenCV's cascade nor dlib's scanner promises to be shareable), and dlib's releases
+the GIL, so learning the framing (keypoints.framing) runs one per core.
 """
+import threading
 from pathlib import Path
 
 import cv2
@@ -31,14 +36,14 @@ def haar_detector(detection_size):
     if path is None or not path.is_file() or not hasattr(cv2, "CascadeClassifier"):
         raise ValueError(f"OpenCV {cv2.__version__} has no Haar face cascade (OpenCV 5 moved it out; "
                          "requirements.txt pins OpenCV 4)")
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
+    if cv2.CascadeClassifier(str(path)).empty():
         raise ValueError(f"{path}: OpenCV could not load the Haar cascade")
+    cascade = _per_thread(lambda: cv2.CascadeClassifier(str(path)))
 
     def detect(gray):
         small, scale = _downscaled(gray, detection_size)
         # Equalising makes the cascade's thresholds hold under dim or washed-out lighting.
-        rects = cascade.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        rects = cascade().detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
         return [tuple(float(value) / scale for value in rect) for rect in rects]
 
     return detect
@@ -49,16 +54,28 @@ def hog_detector(detection_size):
         import dlib
     except ImportError as error:
         raise ValueError("the hog face detector needs dlib: pip install dlib-bin (requirements.txt pins it)") from error
-    detector = dlib.get_frontal_face_detector()
+    detector = _per_thread(dlib.get_frontal_face_detector)
 
     def detect(gray):
         small, scale = _downscaled(gray, detection_size)
         # Only a photo that is small itself: a downscaled one's faces were large enough to shrink.
         upsample = 1 if scale == 1.0 and max(small.shape) < HOG_UPSAMPLE_BELOW else 0
         return [(found.left() / scale, found.top() / scale, found.width() / scale, found.height() / scale)
-                for found in detector(small, upsample)]
+                for found in detector()(small, upsample)]
 
     return detect
+
+
+def _per_thread(make):
+    """A function returning this thread's own object from make(), made on its first call there."""
+    local = threading.local()
+
+    def get():
+        if not hasattr(local, "value"):
+            local.value = make()
+        return local.value
+
+    return get
 
 
 DETECTORS = {"haar": haar_detector, "hog": hog_detector}

@@ -100,6 +100,7 @@ class Training(Group):
     precise_batchnorm_rows: whole(0) = None
     start_from_model_8: bool = None
     model: Model = None
+    lr_schedule: Literal["plateau", "cosine"] = None
     reduce_lr: ReduceLr = None
     early_stopping: EarlyStopping = None
     augment: Augment = None

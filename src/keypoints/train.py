@@ -4,6 +4,7 @@ The caller owns the MLflow run and the checkpoint: it opens both (continuing the
 when resuming), calls fit, writes the outputs, then finishes the run and clears the checkpoint.
 """
 import hashlib
+import math
 import time
 
 import keras
@@ -66,9 +67,37 @@ def dropout_stream(seed, epoch, number, replica=0):
     return np.array([int.from_bytes(digest[:4], "big") % (2**31 - 2), 0])
 
 
-def make_callbacks(settings, history_rows, run, checkpoint, calibration_images):
-    """The article's ReduceLROnPlateau and EarlyStopping, resumed from the checkpoint's state, plus
-    the epoch recorder, the per-epoch reseeding and (with calibration images) precise BatchNorm."""
+def cosine_learning_rate(step, total_steps, peak, floor):
+    """The learning rate at `step` (0-based) of a cosine decay from `peak` to `floor` over total_steps."""
+    progress = min(step / max(total_steps, 1), 1.0)
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """train.lr_schedule: cosine. Sets the learning rate before every step from (epoch, step) alone, so
+    a resumed fit runs the rates an uninterrupted one runs. A short fit gains most from it: the last
+    epochs' small steps settle the weights that a constant rate keeps shaking (README: Presets)."""
+
+    def __init__(self, steps_per_epoch, epochs, peak, floor):
+        super().__init__()
+        self.steps_per_epoch, self.total_steps, self.peak, self.floor = steps_per_epoch, steps_per_epoch * epochs, peak, floor
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch
+        self.model.optimizer.learning_rate.assign(cosine_learning_rate(step, self.total_steps, self.peak, self.floor))
+
+
+def make_callbacks(settings, history_rows, run, checkpoint, calibration_images, steps_per_epoch):
+    """The article's ReduceLROnPlateau (or, with train.lr_schedule cosine, a cosine decay instead) and
+    EarlyStopping, resumed from the checkpoint's state, plus the epoch recorder, the per-epoch
+    reseeding and (with calibration images) precise BatchNorm."""
+    schedule = settings["lr_schedule"]
+    if schedule not in ("plateau", "cosine"):
+        raise ValueError(f"train.lr_schedule must be 'plateau' or 'cosine', not {schedule!r}")
     reduce_lr = keras.callbacks.ReduceLROnPlateau(verbose=1, **settings["reduce_lr"])
     early_stopping = keras.callbacks.EarlyStopping(verbose=1, **settings["early_stopping"])
     resumed = checkpoint.state
@@ -118,7 +147,13 @@ def make_callbacks(settings, history_rows, run, checkpoint, calibration_images):
 
     # Order matters: Record reads the learning rate before ReduceLROnPlateau lowers it; Snapshot
     # saves after both callbacks have updated their state (and EarlyStopping its best weights).
-    callbacks = [Reseed(), early_stopping, Record(), reduce_lr, Snapshot()]
+    if schedule == "cosine":
+        # Its floor is reduce_lr.min_lr: the two never run together (the cosine has no plateau to wait for).
+        learning_rate = CosineSchedule(steps_per_epoch, settings["epochs"], settings["learning_rate"],
+                                       settings["reduce_lr"]["min_lr"])
+        callbacks = [Reseed(), learning_rate, early_stopping, Record(), Snapshot()]
+    else:
+        callbacks = [Reseed(), early_stopping, Record(), reduce_lr, Snapshot()]
     if len(calibration_images):
         callbacks.insert(0, PreciseBatchNorm(calibration_images, settings["batch_size"]))
     return callbacks
@@ -176,8 +211,9 @@ def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=Non
 
     # One fancy index, not two: images[fit_rows] would copy the whole fit set first.
     calibration = images[fit_rows[calibration_rows(len(fit_rows), settings["precise_batchnorm_rows"])]]
-    callbacks = make_callbacks(settings, history_rows, run, checkpoint, calibration)
     batch_size = settings["batch_size"]
+    steps = steps_per_epoch(len(fit_rows), batch_size)
+    callbacks = make_callbacks(settings, history_rows, run, checkpoint, calibration, steps)
     start_epoch = state["next_epoch"] if state else 0
     started = time.perf_counter()
     if not (state and state["stopped"]) and start_epoch < settings["epochs"]:
@@ -194,7 +230,7 @@ def fit(images, keypoints, columns, settings, checkpoint, run, initial_model=Non
             epochs=settings["epochs"],
             initial_epoch=start_epoch,
             # The dataset holds all remaining epochs back to back, each drawn from (seed, epoch).
-            steps_per_epoch=steps_per_epoch(len(fit_rows), batch_size),
+            steps_per_epoch=steps,
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=2,
