@@ -23,7 +23,6 @@ negative is behind). Writes benchmarks/results/video_real.json, with the seed ba
 images/s measured in the same run.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
