@@ -30,26 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_photos import seed_baseline_images_per_second  # noqa: E402  (the same yardstick, one copy)
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = ROOT.parent / "shared/bench/seed_baseline.py"
 BASELINE_IMAGES = 320
 STAGE = re.compile(r"^Running stage '([^']+)'")
 FIRST_EPOCH = re.compile(r"^Epoch 1/\d+")
 EPOCH_RESULT = re.compile(r"^\d+/\d+ - \d+m?s - .*loss")
-
-
-def seed_baseline(directory):
-    """The seed article's CNN, trained on random faces: images/s of this machine right now."""
-    x, y = directory / "x.npy", directory / "y.npy"
-    if not x.exists():
-        generator = np.random.default_rng(0)
-        np.save(x, generator.integers(0, 256, (BASELINE_IMAGES, 96, 96, 1)).astype(np.float32))
-        np.save(y, generator.uniform(20, 75, (BASELINE_IMAGES, 30)).astype(np.float32))
-    output = subprocess.run([sys.executable, str(BASELINE), "train", str(x), str(y), "--images", str(BASELINE_IMAGES)],
-                            capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])["images_per_second"]
 
 
 def timed_lines(command, cwd, environment):
@@ -101,13 +89,13 @@ def main(argv=None):
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
         command = ["dvc", "exp", "run", *[part for pair in args.set for part in ("-S", pair)]] if args.set else ["dvc", "repro", "-f"]
-        before = seed_baseline(temporary)
+        before = seed_baseline_images_per_second(BASELINE_IMAGES)
         # Its own MLflow store, as a fresh clone has: a user's MLFLOW_TRACKING_URI would time a server.
         # dvc and the stages' `python` come from this interpreter's environment (the project's venv).
         environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
         lines, total = timed_lines(command, clone, environment)
-        after = seed_baseline(temporary)
+        after = seed_baseline_images_per_second(BASELINE_IMAGES)
         evaluate = json.loads((clone / "metrics/evaluate.json").read_text())
 
     stages = stage_times(lines, total)

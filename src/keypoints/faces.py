@@ -36,9 +36,9 @@ def haar_detector(detection_size):
     if path is None or not path.is_file() or not hasattr(cv2, "CascadeClassifier"):
         raise ValueError(f"OpenCV {cv2.__version__} has no Haar face cascade (OpenCV 5 moved it out; "
                          "requirements.txt pins OpenCV 4)")
-    if cv2.CascadeClassifier(str(path)).empty():
-        raise ValueError(f"{path}: OpenCV could not load the Haar cascade")
     cascade = _per_thread(lambda: cv2.CascadeClassifier(str(path)))
+    if cascade().empty():  # this thread's, loaded now and kept for its calls
+        raise ValueError(f"{path}: OpenCV could not load the Haar cascade")
 
     def detect(gray):
         small, scale = _downscaled(gray, detection_size)
