@@ -17,6 +17,9 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    # The artifacts go under the project root (tracking.artifact_location): here, the test's directory.
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
     return uri
 
 

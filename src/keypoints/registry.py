@@ -6,6 +6,7 @@ and the stage's record says why nothing was registered.
 """
 import math
 import sys
+import time
 import warnings
 
 CANDIDATE, CHAMPION = "candidate", "champion"
@@ -76,11 +77,27 @@ def champion_verdict(champion, data_checksum, merged_rmse):
     return False, f"merged RMSE {merged_rmse:.4f} does not beat champion v{champion.version}'s {theirs:.4f}"
 
 
+def set_alias(client, name, alias, version, attempts=5):
+    """Point `alias` at `version`, retrying a write that lost a race. MLflow's SQL store writes an alias
+    as a read-then-insert (session.merge): when two registrations set a new alias at once, both read
+    "none" and the second insert breaks the unique key (BAD_REQUEST over REST). The write is
+    idempotent, and by the retry the row exists and the write becomes an update."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            return client.set_registered_model_alias(name, alias, version)
+        except MlflowException as error:
+            if attempt == attempts - 1 or error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+
+
 def register(client, name, source, run_id, tags):
     """A new version of `name` from the model at `source`, tagged, with the alias candidate; its number."""
     ensure_registered_model(client, name)
     version = client.create_model_version(name, source, run_id=run_id, tags=tags, await_creation_for=0).version
-    client.set_registered_model_alias(name, CANDIDATE, version)
+    set_alias(client, name, CANDIDATE, version)
     return str(version)
 
 
@@ -99,7 +116,7 @@ def settle_champion(client, name, data_checksum, rounds=5):
         best = min(scored, key=lambda candidate: (_rmse(candidate.tags), int(candidate.version)))
         if _rmse(best.tags) >= _rmse(champion.tags or {}):
             return champion
-        client.set_registered_model_alias(name, CHAMPION, best.version)
+        set_alias(client, name, CHAMPION, best.version)
     return current_champion(client, name)
 
 
@@ -108,7 +125,7 @@ def promote(client, name, version, data_checksum, merged_rmse):
     champion = current_champion(client, name)
     moved, reason = champion_verdict(champion, data_checksum, merged_rmse)
     if moved:
-        client.set_registered_model_alias(name, CHAMPION, version)
+        set_alias(client, name, CHAMPION, version)
         settled = settle_champion(client, name, data_checksum)
         if settled is not None and str(settled.version) != str(version):
             moved, champion = False, settled
