@@ -104,14 +104,15 @@ def main():
     cli.add_argument("--models", default=str(ROOT / "models"), help="holds model_8.keras, model_30.keras, framing.json")
     cli.add_argument("--photos", default=str(SHARED / "data/youtube-faces-photos"))
     cli.add_argument("--crops", default=str(SHARED / "data/youtube-faces-kaggle-format/training.csv.gz"))
-    cli.add_argument("--params", default=str(ROOT / "params.yaml"), help="predict.flip_average is read from it")
+    cli.add_argument("--params", default=str(ROOT / "params.yaml"), help="predict.flip_average and shift_average are read from it")
     cli.add_argument("--baseline-images", type=int, default=320, help="0 skips the seed baseline")
     cli.add_argument("--out", default=str(ROOT / "benchmarks/results/photos.json"))
     args = cli.parse_args()
 
     models, photos = Path(args.models), Path(args.photos)
-    flip_average = load_params(args.params)["predict"]["flip_average"]
-    predict = merged_predictor(*load_models(models / "model_8.keras", models / "model_30.keras"), flip_average)
+    settings = load_params(args.params)["predict"]
+    predict = merged_predictor(*load_models(models / "model_8.keras", models / "model_30.keras"),
+                               settings["flip_average"], settings["shift_average"])
     framing = load_framing(models / "framing.json")
     truth = pd.read_csv(photos / "keypoints.csv")
     grays = [cv2.imread(str(photos / "photos" / name), cv2.IMREAD_GRAYSCALE) for name in truth["file"]]

@@ -169,7 +169,7 @@ def main():
     else:
         models = load_models(Path(args.models) / "model_8.keras", Path(args.models) / "model_30.keras")
         framing = load_framing(Path(args.models) / "framing.json")
-    predict = merged_predictor(*models, params["predict"]["flip_average"])
+    predict = merged_predictor(*models, params["predict"]["flip_average"], params["predict"]["shift_average"])
     for count in (1, 2, 3):  # trace the batch sizes before timing
         predict(np.zeros((count, 96, 96), np.uint8))
     detectors = make_detectors(framing["settings"]["detectors"], framing["settings"]["detection_size"])

@@ -29,9 +29,9 @@ def main(argv=None):
     cli.add_argument("--metrics", required=True)
     args = cli.parse_args(argv)
 
-    flip_average = load_params()["predict"]["flip_average"]
+    settings = load_params()["predict"]
     size = save_tflite(args.out, keras.models.load_model(args.model_8), keras.models.load_model(args.model_30),
-                       flip_average)
+                       settings["flip_average"], settings["shift_average"])
     faces = np.load(Path(args.split) / "30" / "holdout_images.npy")
     expected = np.load(Path(args.predictions) / "holdout_merged.npy")
     with warnings.catch_warnings():

@@ -25,7 +25,7 @@ def main(argv=None):
     args = cli.parse_args(argv)
 
     settings = load_params()["predict"]
-    batch_size, flip_average = settings["batch_size"], settings["flip_average"]
+    batch_size, views = settings["batch_size"], (settings["flip_average"], settings["shift_average"])
     split, parsed = Path(args.split), Path(args.parsed)
     model_8 = keras.models.load_model(args.model_8)
     model_30 = keras.models.load_model(args.model_30)
@@ -36,12 +36,12 @@ def main(argv=None):
     test_ids = np.load(parsed / "test_ids.npy")
 
     with fileio.atomic_dir(Path(args.out)) as out:
-        np.save(out / "holdout_8.npy", predict(model_8, holdout_8, batch_size, flip_average))
-        holdout_30_predictions = predict(model_30, holdout_30, batch_size, flip_average)
+        np.save(out / "holdout_8.npy", predict(model_8, holdout_8, batch_size, *views))
+        holdout_30_predictions = predict(model_30, holdout_30, batch_size, *views)
         np.save(out / "holdout_30.npy", holdout_30_predictions)
         np.save(out / "holdout_merged.npy",
-                merge(holdout_30_predictions, predict(model_8, holdout_30, batch_size, flip_average)))
-        test_merged = predict_merged(model_8, model_30, test_images, batch_size, flip_average)
+                merge(holdout_30_predictions, predict(model_8, holdout_30, batch_size, *views)))
+        test_merged = predict_merged(model_8, model_30, test_images, batch_size, *views)
         keypoint_frame(test_ids, test_merged).to_csv(out / "test_keypoints.csv", index=False)
 
     lookup = pd.read_csv(parsed / "id_lookup.csv")

@@ -31,7 +31,8 @@ def main(argv=None):
     split = Path(args.split)
     example_face = np.load(split / "30" / "holdout_images.npy", mmap_mode="r")[0]
     save_predictor(args.predictor, args.model_8, args.model_30, args.framing,
-                   params["predict"]["flip_average"], params["predict"]["batch_size"], example_face)
+                   params["predict"]["flip_average"], params["predict"]["batch_size"], example_face,
+                   params["predict"]["shift_average"])
     metrics = json.loads(Path(args.metrics).read_text())
     # The checksum evaluate's run carries: versions scored on the same held-out faces compare.
     data_checksum = tracking.files_checksum([split / name / "holdout_keypoints.npy" for name in ("8", "30")])

@@ -22,13 +22,13 @@ def models():
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
-@pytest.mark.parametrize("flip_average", [False, True])
-def test_the_exported_file_gives_the_keras_models_merged_keypoints(tmp_path, models, flip_average):
+@pytest.mark.parametrize("flip_average, shift_average", [(False, 0), (True, 0), (True, 4)])
+def test_the_exported_file_gives_the_keras_models_merged_keypoints(tmp_path, models, flip_average, shift_average):
     path = tmp_path / "keypoints.tflite"
-    assert export.save_tflite(path, *models, flip_average) == path.stat().st_size > 0
-    expected = predict_merged(*models, FACES, batch_size=4, flip_average=flip_average)
+    assert export.save_tflite(path, *models, flip_average, shift_average) == path.stat().st_size > 0
+    expected = predict_merged(*models, FACES, batch_size=4, flip_average=flip_average, shift_average=shift_average)
     other = predict_merged(*models, FACES, batch_size=4, flip_average=not flip_average)
-    assert np.abs(expected - other).max() > 0.01, "flip averaging changes the answer: the test can tell"
+    assert np.abs(expected - other).max() > 0.01, "the views change the answer: the test can tell"
     predict = export.tflite_predictor(path)
     for count in (7, 1, 3):  # the interpreter is resized to each batch
         assert np.abs(predict(FACES[:count]) - expected[:count]).max() <= 0.01

@@ -362,8 +362,8 @@ def test_keypoints_help_lists_the_commands():
     assert detect.returncode == 0 and "--framing" in detect.stdout
 
 
-@pytest.mark.parametrize("flip_average", [False, True])
-def test_the_traced_predictor_gives_keras_predict_s_keypoints(flip_average):
+@pytest.mark.parametrize("flip_average, shift_average", [(False, 0), (True, 0), (False, 5), (True, 3)])
+def test_the_traced_predictor_gives_keras_predict_s_keypoints(flip_average, shift_average):
     import keras
 
     from keypoints.predict import predict_merged
@@ -372,12 +372,40 @@ def test_the_traced_predictor_gives_keras_predict_s_keypoints(flip_average):
     tiny = model_settings(filters=[4, 8], kernel_sizes=[3, 3], dense_units=8)
     model_8, model_30 = build_model(8, **tiny, output_bias=KNOWN_8), build_model(30, **tiny, output_bias=KNOWN_30)
     images = np.random.default_rng(2).integers(0, 256, (5, 96, 96), dtype=np.uint8)
-    traced = merged_predictor(model_8, model_30, flip_average)
-    expected = predict_merged(model_8, model_30, images, batch_size=4, flip_average=flip_average)
+    traced = merged_predictor(model_8, model_30, flip_average, shift_average)
+    expected = predict_merged(model_8, model_30, images, batch_size=4, flip_average=flip_average,
+                              shift_average=shift_average)
     assert np.ptp(expected, axis=0).max() > 1e-3, "the models' answers depend on the images"
+    if shift_average:
+        single = predict_merged(model_8, model_30, images, batch_size=4, flip_average=flip_average)
+        assert np.abs(expected - single).max() > 1e-3, "shift averaging changes the answer: the test can tell"
     for count in (5, 1, 3):  # batches of other sizes reuse or retrace the graph, same answers
         np.testing.assert_allclose(traced(images[:count]), expected[:count], atol=0.01)
     assert traced(images[:0]).shape == (0, 30)
+
+
+def test_the_command_reads_shift_average_from_params_and_the_flag_overrides_it(tmp_path, model_files, framing_file, capsys):
+    """A bad value from either place stops the command with shift_average named and no output: so
+    the command reads the setting, and the flag goes through in its place."""
+    image = write(tmp_path / "face.png", gradient(100, 90))
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("predict:\n  flip_average: false\n  shift_average: 2\n")
+    bad.write_text("predict:\n  flip_average: false\n  shift_average: -3\n")
+    base = ["detect", str(image), "--box", "0", "5", "90", "--model-8", str(model_files[0]),
+            "--model-30", str(model_files[1]), "--framing", str(framing_file)]
+    for params, flag, works in ((good, [], True), (good, ["--shift-average", "4"], True),
+                                (good, ["--shift-average", "-1"], False), (bad, [], False)):
+        out = tmp_path / f"out_{params.stem}_{'_'.join(flag)}"
+        code = cli.main(base + ["--params", str(params), "--out", str(out)] + flag)
+        error = capsys.readouterr().err
+        assert (code == 0) == works, error
+        if works:
+            row = pd.read_csv(out / "keypoints.csv").iloc[0]
+            # Constant models answer the same in every view, and the shifts cancel.
+            np.testing.assert_allclose(row[KEYPOINT_COLUMNS].to_numpy(float), expected_in_original(KNOWN_MERGED, 0, 5, 90),
+                                       atol=1e-4)
+        else:
+            assert "shift_average" in error and not (out / "keypoints.csv").exists(), error
 
 
 def test_detectors_on_a_downscaled_image_answer_in_the_image_s_own_pixels():

@@ -89,6 +89,62 @@ def test_unflip_maps_a_mirrored_face_s_keypoints_back_onto_the_face():
         np.testing.assert_allclose(flip_averaged(keypoints + 1, mirrored.numpy()), keypoints + 0.5, atol=1e-4)
 
 
+def centroid_model(outputs):
+    """A Keras model whose every (x, y) pair is the brightness centroid of the face, in keypoint
+    coordinates (pixel i's centre at i + 0.5): it moves exactly as the face moves."""
+    import keras
+
+    def centroid(images):
+        weights = images[..., 0] / keras.ops.sum(images, axis=(1, 2, 3))[:, None, None]
+        centres = keras.ops.arange(96, dtype="float32") + 0.5
+        x = keras.ops.sum(weights * centres[None, None, :], axis=(1, 2))
+        y = keras.ops.sum(weights * centres[None, :, None], axis=(1, 2))
+        return keras.ops.tile(keras.ops.stack([x, y], axis=1), [1, outputs // 2])
+
+    inputs = keras.Input((96, 96, 1))
+    return keras.Model(inputs, keras.layers.Lambda(centroid, output_shape=(outputs,))(inputs))
+
+
+def blob(x0, y0, size=9):
+    image = np.zeros((1, 96, 96), np.uint8)
+    image[0, y0:y0 + size, x0:x0 + size] = 200
+    return image
+
+
+def test_a_shifted_view_is_the_face_moved_and_its_keypoints_are_moved_back():
+    from keypoints.predict import shift_back, shifted
+
+    model, face = centroid_model(8), blob(30, 50)
+    plain = model.predict(face[..., None].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(plain[0, :2], [34.5, 54.5], atol=1e-3)
+    for dx, dy in ((6, 0), (-6, 0), (0, 4), (3, -5)):
+        view = shifted(face[..., None].astype(np.float32), dx, dy, np.concatenate)
+        assert view.shape == (1, 96, 96, 1)
+        np.testing.assert_array_equal(view[..., 0], blob(30 + dx, 50 + dy))  # moved right by dx, down by dy
+        moved = model.predict(view, verbose=0)
+        np.testing.assert_allclose(moved[0, :2], [34.5 + dx, 54.5 + dy], atol=1e-3)
+        np.testing.assert_allclose(shift_back(moved, dx, dy), plain, atol=1e-3)
+    # The uncovered border repeats the edge pixels, as augment's shifts fill it.
+    edge = np.arange(96, dtype=np.float32)[None, None, :, None] * np.ones((1, 96, 1, 1), np.float32)
+    np.testing.assert_array_equal(shifted(edge, 3, 0, np.concatenate)[0, 0, :5, 0], [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(shifted(edge, -3, 0, np.concatenate)[0, 0, -5:, 0], [94, 95, 95, 95, 95])
+
+
+def test_shift_averaging_of_a_model_that_follows_the_face_gives_its_plain_answer():
+    """Each view's answer moved back is the plain answer for a model that moves with the face, so
+    their average is too; a model that ignores the face gets its constant answer minus nothing."""
+    from keypoints.predict import predict, shift_views
+
+    assert shift_views(0) == [(0, 0)] and shift_views(6) == [(0, 0), (6, 0), (-6, 0), (0, 6), (0, -6)]
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="predict.shift_average"):
+            shift_views(bad)
+    face = blob(40, 20)
+    plain = predict(centroid_model(30), face, 4, flip_average=False)
+    np.testing.assert_allclose(predict(centroid_model(30), face, 4, False, shift_average=6), plain, atol=1e-3)
+    np.testing.assert_allclose(predict(centroid_model(30), face, 4, True, shift_average=6), plain, atol=1e-3)
+
+
 def test_scoring_no_held_out_rows_is_an_error_not_nan():
     with pytest.raises(ValueError, match="model_8: no labelled held-out values.*split.holdout_fraction"):
         score("model_8", np.zeros((0, 8)), np.zeros((0, 8)), EIGHT_COLUMNS)

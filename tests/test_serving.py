@@ -24,12 +24,12 @@ from test_infer import FRAMING, KNOWN_8, KNOWN_30, constant_model, face_canvas
 FACES = np.random.default_rng(3).integers(0, 256, (5, 96, 96), dtype=np.uint8)
 
 
-def saved_predictor(folder, model_8, model_30, flip_average):
+def saved_predictor(folder, model_8, model_30, flip_average, shift_average=0):
     model_8.save(folder / "model_8.keras")
     model_30.save(folder / "model_30.keras")
     (folder / "framing.json").write_text(json.dumps(FRAMING))
     return serving.save_predictor(folder / "predictor", folder / "model_8.keras", folder / "model_30.keras",
-                                  folder / "framing.json", flip_average, 2, FACES[0])
+                                  folder / "framing.json", flip_average, 2, FACES[0], shift_average)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,10 @@ def encoded(image, suffix=".png"):
     return base64.b64encode(data.tobytes()).decode()
 
 
-def test_faces_get_the_merged_flip_averaged_keypoints_of_predict_merge(tmp_path, random_models):
-    path = saved_predictor(tmp_path, *random_models, flip_average=True)
+def test_faces_get_the_merged_flip_and_shift_averaged_keypoints_of_predict_merge(tmp_path, random_models):
+    path = saved_predictor(tmp_path, *random_models, flip_average=True, shift_average=4)
     model = mlflow.pyfunc.load_model(str(path))
-    expected = predict_merged(*random_models, FACES, batch_size=4, flip_average=True)
+    expected = predict_merged(*random_models, FACES, batch_size=4, flip_average=True, shift_average=4)
     assert np.ptp(expected, axis=0).max() > 1e-3, "the answers depend on the faces"
     status, answer = ask(model, {"dataframe_records": [{"face": face.tolist()} for face in FACES]})
     assert status == 200

@@ -8,6 +8,7 @@ The pipeline itself runs through DVC (`dvc repro`, `dvc exp run`); see README.md
 import argparse
 import os
 import sys
+from pathlib import Path
 
 # TensorFlow's C++ start-up chatter buries the command's own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,10 +41,13 @@ def add_detect(subcommands):
                         help="skip detection: use this square (first column, first row, side in pixels) for every image")
     detect.add_argument("--flip-average", action=argparse.BooleanOptionalAction,
                         help="also predict each face mirrored and average the two (default: predict.flip_average of --params)")
+    detect.add_argument("--shift-average", type=int, metavar="PIXELS",
+                        help="also predict each face moved this many pixels each way and average the five; 0: off "
+                             "(default: predict.shift_average of --params)")
     live = detect.add_argument_group("video and cameras (defaults: the video group of --params)")
     live.add_argument("--camera", help="a camera index (0: the first) or a stream URL, read until it ends or Ctrl-C")
     live.add_argument("--params", default="params.yaml",
-                      help="settings file: its video group and predict.flip_average (default: %(default)s)")
+                      help="settings file: its video group, predict.flip_average and shift_average (default: %(default)s)")
     live.add_argument("--detect-every", type=int, help="run the face detector every this many frames")
     live.add_argument("--smoothing", action=argparse.BooleanOptionalAction, help="One Euro smoothing of the keypoints")
     live.add_argument("--min-cutoff", type=float, help="smoothing cutoff of a still face, Hz")
@@ -103,10 +107,15 @@ def run_detect(args):
     if sources:
         video_settings(args)  # a missing or incomplete settings file stops the command before any work
     framing = infer.load_framing(args.framing)
-    flip_average = args.flip_average
-    if flip_average is None:
-        flip_average = load_params(args.params)["predict"]["flip_average"]
-    predict = merged_predictor(*infer.load_models(args.model_8, args.model_30), flip_average)
+    flip_average, shift_average = args.flip_average, args.shift_average
+    if flip_average is None or shift_average is None:
+        # Outside the project a flag given replaces the settings file; the view not asked for is off.
+        given = flip_average is not None or shift_average is not None
+        settings = (load_params(args.params)["predict"] if not given or Path(args.params).exists()
+                    else {"flip_average": False, "shift_average": 0})
+        flip_average = settings["flip_average"] if flip_average is None else flip_average
+        shift_average = settings.get("shift_average", 0) if shift_average is None else shift_average
+    predict = merged_predictor(*infer.load_models(args.model_8, args.model_30), flip_average, shift_average)
     if paths:
         frame = infer.run(paths, predict, framing, args.out, box=args.box)
         found = int(frame["face_found"].sum())

@@ -128,6 +128,7 @@ class Train(Overrides):
 class Predict(Group):
     batch_size: whole(1) = None
     flip_average: bool = None
+    shift_average: whole(0) = None
 
 
 class Framing(Group):

@@ -131,13 +131,13 @@ def request_column(frame):
 
 class KeypointsModel(PythonModel):
     """The pyfunc model; its artifacts: model_8, model_30 (.keras) and framing (framing.json);
-    its model_config: flip_average and batch_size (params.yaml's predict group)."""
+    its model_config: flip_average, shift_average and batch_size (params.yaml's predict group)."""
 
     def load_context(self, context):
         config = context.model_config
         self.batch_size = config["batch_size"]
         self.predict_faces = merged_predictor(*load_models(context.artifacts["model_8"], context.artifacts["model_30"]),
-                                              config["flip_average"])
+                                              config["flip_average"], config.get("shift_average", 0))
         self.framing = load_framing(context.artifacts["framing"])
         settings = self.framing["settings"]
         self.detectors = make_detectors(settings["detectors"], settings["detection_size"])
@@ -167,7 +167,7 @@ def copy_served_package(folder):
     return package
 
 
-def save_predictor(out, model_8, model_30, framing, flip_average, batch_size, example_face):
+def save_predictor(out, model_8, model_30, framing, flip_average, batch_size, example_face, shift_average=0):
     """Write the pyfunc model to directory `out` (replaced whole): the MLflow model format, servable with
     `mlflow models serve -m <out>` too. The modules it runs go with it (code_paths)."""
     with fileio.atomic_dir(out) as temporary:
@@ -177,7 +177,8 @@ def save_predictor(out, model_8, model_30, framing, flip_average, batch_size, ex
         mlflow.pyfunc.save_model(
             target, python_model=KeypointsModel(),
             artifacts={"model_8": str(model_8), "model_30": str(model_30), "framing": str(framing)},
-            model_config={"flip_average": bool(flip_average), "batch_size": int(batch_size)},
+            model_config={"flip_average": bool(flip_average), "shift_average": int(shift_average),
+                          "batch_size": int(batch_size)},
             code_paths=[str(copy_served_package(code))], pip_requirements=pip_requirements(),
             signature=signature(), input_example=input_example(example_face),
         )
