@@ -131,15 +131,14 @@ def merged_function(model_8, model_30, flip_average, shift_average=0):
         views = [shifted(batch, dx, dy, tf.concat) for dx, dy in shifts]
         if flip_average:
             views += [tf.reverse(view, axis=[2]) for view in views]
-        predictions = model(tf.concat(views, axis=0), training=False) if len(views) > 1 else model(batch, training=False)
         if len(views) == 1:
-            return predictions
-        per_view = tf.split(predictions, len(views), axis=0)
+            return model(batch, training=False)
+        per_view = tf.split(model(tf.concat(views, axis=0), training=False), len(views), axis=0)
         if flip_average:
             per_view = [(plain + unflip_graph(tf, mirrored)) / 2
                         for plain, mirrored in zip(per_view[:len(shifts)], per_view[len(shifts):])]
-        restored = [shift_back(view, dx, dy) if dx or dy else view for view, (dx, dy) in zip(per_view, shifts)]
-        return restored[0] if len(restored) == 1 else tf.add_n(restored) / len(restored)
+        restored = [shift_back(view, dx, dy) for view, (dx, dy) in zip(per_view, shifts)]
+        return tf.add_n(restored) / len(restored)
 
     @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE], tf.float32, name="faces")])
     def keypoints(faces):
