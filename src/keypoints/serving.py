@@ -137,7 +137,7 @@ class KeypointsModel(PythonModel):
         config = context.model_config
         self.batch_size = config["batch_size"]
         self.predict_faces = merged_predictor(*load_models(context.artifacts["model_8"], context.artifacts["model_30"]),
-                                              config["flip_average"], config.get("shift_average", 0))
+                                              config["flip_average"], config["shift_average"])
         self.framing = load_framing(context.artifacts["framing"])
         settings = self.framing["settings"]
         self.detectors = make_detectors(settings["detectors"], settings["detection_size"])
