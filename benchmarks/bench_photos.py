@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from keypoints.columns import EIGHT_INDICES, KEYPOINT_COLUMNS
+from keypoints.columns import EIGHT_INDICES, KEYPOINT_COLUMNS, to_data_convention
 from keypoints.faces import make_detectors
 from keypoints.framing import crop_face, to_original
 from keypoints.infer import load_framing, load_models, locate
@@ -104,13 +104,14 @@ def main():
     cli.add_argument("--models", default=str(ROOT / "models"), help="holds model_8.keras, model_30.keras, framing.json")
     cli.add_argument("--photos", default=str(SHARED / "data/youtube-faces-photos"))
     cli.add_argument("--crops", default=str(SHARED / "data/youtube-faces-kaggle-format/training.csv.gz"))
-    cli.add_argument("--params", default=str(ROOT / "params.yaml"), help="predict.flip_average and shift_average are read from it")
+    cli.add_argument("--params", default=str(ROOT / "params.yaml"), help="predict.flip_average, shift_average and parse.pixel_centre are read from it")
     cli.add_argument("--baseline-images", type=int, default=320, help="0 skips the seed baseline")
     cli.add_argument("--out", default=str(ROOT / "benchmarks/results/photos.json"))
     args = cli.parse_args()
 
     models, photos = Path(args.models), Path(args.photos)
-    settings = load_params(args.params)["predict"]
+    params = load_params(args.params)
+    settings = params["predict"]
     predict = merged_predictor(*load_models(models / "model_8.keras", models / "model_30.keras"),
                                settings["flip_average"], settings["shift_average"])
     framing = load_framing(models / "framing.json")
@@ -154,7 +155,8 @@ def main():
     # The accuracy to keep: the same models on the training crops of the same faces.
     images, keypoints = parse_training(args.crops, progress_every=0)
     rows = truth["training_row"].to_numpy()
-    crop_error = predict(images[rows]) - keypoints[rows]
+    # The models answer in the project's convention, the crops' labels are in the data's (parse.pixel_centre).
+    crop_error = to_data_convention(predict(images[rows]), params["parse"]["pixel_centre"]) - keypoints[rows]
     results["crops_rmse_96"] = float(np.sqrt(np.nanmean(crop_error**2)))
     results["photo_over_crop"] = results["haar+hog"]["rmse_96"] / results["crops_rmse_96"]
     print(f"the same faces as 96x96 training crops: RMSE {results['crops_rmse_96']:.2f} px; "

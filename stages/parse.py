@@ -1,6 +1,8 @@
-"""Stage parse: pixel strings of the raw CSVs into .npy arrays (images uint8 (N,96,96))."""
+"""Stage parse: pixel strings of the raw CSVs into .npy arrays (images uint8 (N,96,96)), the labels in
+the project's pixel-centre convention."""
 import argparse
 
+from keypoints.params import load_params
 from keypoints.parse import parse_directory
 
 
@@ -9,7 +11,7 @@ def main(argv=None):
     cli.add_argument("--raw", required=True)
     cli.add_argument("--out", required=True)
     args = cli.parse_args(argv)
-    parse_directory(args.raw, args.out)
+    parse_directory(args.raw, args.out, load_params()["parse"]["pixel_centre"])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from keypoints import fileio
+from keypoints.columns import to_data_convention
 from keypoints.params import load_params
 from keypoints.predict import keypoint_frame, merge, predict, predict_merged, submission
 
@@ -24,7 +25,8 @@ def main(argv=None):
     cli.add_argument("--submission", required=True)
     args = cli.parse_args(argv)
 
-    settings = load_params()["predict"]
+    params = load_params()
+    settings, pixel_centre = params["predict"], params["parse"]["pixel_centre"]
     batch_size, views = settings["batch_size"], (settings["flip_average"], settings["shift_average"])
     split, parsed = Path(args.split), Path(args.parsed)
     model_8 = keras.models.load_model(args.model_8)
@@ -41,7 +43,9 @@ def main(argv=None):
         np.save(out / "holdout_30.npy", holdout_30_predictions)
         np.save(out / "holdout_merged.npy",
                 merge(holdout_30_predictions, predict(model_8, holdout_30, batch_size, *views)))
-        test_merged = predict_merged(model_8, model_30, test_images, batch_size, *views)
+        # The held-out predictions stay in the project's convention, as the split's labels are; the test
+        # keypoints go out in the data's own.
+        test_merged = to_data_convention(predict_merged(model_8, model_30, test_images, batch_size, *views), pixel_centre)
         keypoint_frame(test_ids, test_merged).to_csv(out / "test_keypoints.csv", index=False)
 
     lookup = pd.read_csv(parsed / "id_lookup.csv")

@@ -105,6 +105,29 @@ def test_pipeline_flip_puts_each_named_keypoint_on_its_own_dot():
     assert np.array_equal(flip_images(images[:1])[0], flipped_images[np.flatnonzero(flipped_keypoints[:, 0] == 65.5)[0], ..., 0])
 
 
+def test_labels_of_another_pixel_convention_flip_onto_their_dots_once_parse_converts_them():
+    """Data labelled with pixel i's centre at i + 1 (parse.pixel_centre: 1.0): converted to the project's
+    convention, the flip puts every keypoint on its dot; taken as they are, every mirrored x is 1 px off
+    (the models learnt half of that as a bias on the real faces)."""
+    images = np.repeat(dotted_face()[None], 32, axis=0)
+    one_based = np.repeat(FACE[None] + 0.5, 32, axis=0)
+    for labels, data_x_error in ((columns.to_project_convention(one_based, 1.0), 0.0), (one_based, -1.0)):
+        flipped_images, flipped_keypoints = batches(
+            make_dataset(images, labels, EIGHT, 16, training=True, seed=3, augment={"flip": True}))
+        mirrored = np.flatnonzero(flipped_keypoints[:, 0] != labels[0, 0])
+        assert 0 < len(mirrored) < 32
+        for index in mirrored:
+            # The subject's left eye of a mirrored face is the old right eye's dot (200), and so on.
+            for (x, y), value in zip(flipped_keypoints[index].reshape(-1, 2), [200, 250, 150, 100]):
+                (row,), (column,) = np.nonzero(flipped_images[index, ..., 0] == value)
+                if data_x_error:  # unconverted labels are in the data's convention: the dot's x is column + 1
+                    assert (x - (column + 1.0), y - (row + 1.0)) == (data_x_error, 0.0)
+                else:
+                    assert (x, y) == (column + 0.5, row + 0.5)
+    back = columns.to_data_convention(columns.to_project_convention(one_based, 1.0), 1.0)
+    np.testing.assert_array_equal(back, one_based)
+
+
 @pytest.mark.parametrize("shift, degrees", [((7, -4), 0.0), ((0, 0), 90.0), ((-3, 11), -90.0)])
 def test_single_bright_pixel_lands_on_transformed_keypoint(shift, degrees):
     # Integer-valued moves keep the pixel whole: no interpolation, so the location check is exact.

@@ -309,7 +309,7 @@ def write_raw(raw, training):
 def test_parse_directory_writes_all_outputs(tmp_path, capsys):
     images, keypoints = make_images(4), make_keypoints(4)
     write_raw(tmp_path / "raw", training_text(images, keypoints))
-    parse_directory(tmp_path / "raw", tmp_path / "parsed")
+    parse_directory(tmp_path / "raw", tmp_path / "parsed", pixel_centre=0.5)
     parsed = tmp_path / "parsed"
     assert sorted(p.name for p in parsed.iterdir()) == [
         "id_lookup.csv", "test_ids.npy", "test_images.npy", "train_images.npy", "train_keypoints.npy"]
@@ -318,6 +318,16 @@ def test_parse_directory_writes_all_outputs(tmp_path, capsys):
     assert (parsed / "id_lookup.csv").read_text().splitlines() == [
         "RowId,ImageId,FeatureName", "1,1,nose_tip_x", "2,2,nose_tip_y"]
     assert "parsed 4/4 rows" in capsys.readouterr().err
+
+
+def test_parse_directory_moves_the_labels_to_the_project_s_pixel_convention(tmp_path):
+    images, keypoints = make_images(4), make_keypoints(4)
+    write_raw(tmp_path / "raw", training_text(images, keypoints))
+    for pixel_centre, moved_by in ((0.5, 0.0), (1.0, -0.5), (0.0, 0.5)):
+        parse_directory(tmp_path / "raw", tmp_path / "parsed", pixel_centre=pixel_centre)
+        parsed = np.load(tmp_path / "parsed" / "train_keypoints.npy")
+        np.testing.assert_allclose(parsed, keypoints + moved_by, atol=1e-4)  # NaN (unlabelled) stays NaN
+        assert np.isnan(parsed).sum() == np.isnan(keypoints).sum() > 0
 
 
 def test_parse_directory_bad_input_leaves_previous_output(tmp_path):
@@ -329,7 +339,7 @@ def test_parse_directory_bad_input_leaves_previous_output(tmp_path):
     parsed.mkdir()
     (parsed / "train_images.npy").write_bytes(b"previous run")
     with pytest.raises(DataError, match=where(tmp_path / "raw/training.csv", 4, "Image")):
-        parse_directory(tmp_path / "raw", parsed)
+        parse_directory(tmp_path / "raw", parsed, pixel_centre=0.5)
     assert [p.name for p in parsed.iterdir()] == ["train_images.npy"]
     assert (parsed / "train_images.npy").read_bytes() == b"previous run"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parsed", "raw"]  # no temp dirs left

@@ -127,6 +127,32 @@ def test_dvc_artifacts_get_fetches_a_tagged_model_by_name(reproduced_project, tm
     assert (tmp_path / "got.tflite").read_bytes() == (project / "models/keypoints.tflite").read_bytes()
 
 
+def test_pixel_centre_moves_the_labels_in_and_the_test_keypoints_out(reproduced_project, tmp_path):
+    """parse.pixel_centre is a parameter of parse (the labels move into the project's convention) and of
+    predict_merge (test_keypoints.csv and submission.csv move back to the data's); the held-out
+    predictions stay in the project's convention, as the split's labels are. A copy of the project."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    before_test = pd.read_csv(project / "data/predictions/test_keypoints.csv")
+    before_submission = pd.read_csv(project / "submission.csv")
+    before_holdout = np.load(project / "data/predictions/holdout_merged.npy")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["parse"]["pixel_centre"] = 1.0
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run(["dvc", "status", "--json"], project).stdout)
+    assert {"parse", "predict_merge"} <= set(status) and "train_8" not in status  # train_8: via parse's outputs only
+    run(["dvc", "repro", "--single-item", "predict_merge"], project)
+    after_test = pd.read_csv(project / "data/predictions/test_keypoints.csv")
+    assert after_test["ImageId"].tolist() == before_test["ImageId"].tolist()
+    np.testing.assert_allclose(after_test.iloc[:, 1:].to_numpy(), before_test.iloc[:, 1:].to_numpy() + 0.5, atol=1e-4)
+    moved = pd.read_csv(project / "submission.csv")["Location"] - before_submission["Location"]
+    inside = before_submission["Location"].between(1, 95)  # the clip to [0, 96] aside
+    assert inside.any() and np.allclose(moved[inside], 0.5, atol=1e-3)
+    np.testing.assert_array_equal(np.load(project / "data/predictions/holdout_merged.npy"), before_holdout)
+
+
 def test_nothing_changed_reruns_nothing(reproduced_project):
     result = run(["dvc", "repro"], reproduced_project)
     assert "Running stage" not in result.stdout

@@ -290,3 +290,18 @@ def test_a_cosine_fit_runs_its_schedule_step_by_step_and_resumes_on_it(tmp_path,
 def test_an_unknown_learning_rate_schedule_is_refused(tmp_path, store):
     with pytest.raises(ValueError, match="lr_schedule"):
         train(*data(), merge(SETTINGS, {"lr_schedule": "step"}), tmp_path / "checkpoint")
+
+
+def test_a_fit_with_refit_outputs_saves_the_refit_network_and_reports_both_errors(tmp_path, store):
+    images, keypoints = data()
+    plain = train(images, keypoints, SETTINGS, tmp_path / "plain")
+    refit = train(images, keypoints, merge(SETTINGS, {"refit_outputs": True}), tmp_path / "refit")
+    assert "refit_rmse_before" not in plain[2]
+    summary = refit[2]
+    assert summary["refit_rmse_after"] < summary["refit_rmse_before"]
+    faces = images[..., None].astype("float32")
+    # The same fit (the refit comes after it), then other output weights that fit the faces better.
+    assert plain[1] == refit[1]
+    before, after = (np.sqrt(np.mean((model.predict(faces, verbose=0) - keypoints) ** 2)) for model in (plain[0], refit[0]))
+    assert before == pytest.approx(summary["refit_rmse_before"], abs=1e-3)
+    assert after == pytest.approx(summary["refit_rmse_after"], abs=1e-3) and after < before

@@ -1,4 +1,5 @@
 """The competition's column layout: 15 keypoints as 30 (x, y) columns, then Image."""
+import numpy as np
 
 IMAGE_SIZE = 96
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -74,6 +75,20 @@ def columns_for(n_outputs):
     if n_outputs == len(EIGHT_COLUMNS):
         return list(EIGHT_COLUMNS)
     raise ValueError(f"a model has 8 or 30 outputs, not {n_outputs}")
+
+
+
+def to_project_convention(keypoints, pixel_centre):
+    """Labels (N, k) of data whose pixel i has its centre at i + pixel_centre (params.yaml
+    parse.pixel_centre), moved to this project's convention (i + PIXEL_OFFSET), where flips and
+    rotations turn about the image's true centre. NaN (unlabelled) stays NaN."""
+    return np.asarray(keypoints, np.float32) - np.float32(pixel_centre - PIXEL_OFFSET)
+
+
+def to_data_convention(keypoints, pixel_centre):
+    """to_project_convention undone: keypoints (N, k) back in the data's own convention."""
+    return np.asarray(keypoints, np.float32) + np.float32(pixel_centre - PIXEL_OFFSET)
+
 
 # The competition labels coordinates within [0, 96]; submissions are clipped to it.
 COORDINATE_MIN = 0.0

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from keypoints import fileio
-from keypoints.columns import IMAGE_COLUMN, IMAGE_SIZE, KEYPOINT_COLUMNS, LOOKUP_COLUMNS, PIXELS, TEST_COLUMNS, TRAINING_COLUMNS
+from keypoints.columns import (IMAGE_COLUMN, IMAGE_SIZE, KEYPOINT_COLUMNS, LOOKUP_COLUMNS, PIXELS, TEST_COLUMNS,
+                               TRAINING_COLUMNS, to_project_convention)
 from keypoints.csvrows import (  # noqa: F401 (DataError: the parsers' error, raised from csvrows)
     DataError,
     count_data_lines,
@@ -131,10 +132,12 @@ def parse_lookup(path, image_ids):
     })
 
 
-def parse_directory(raw_dir, out_dir):
-    """raw_dir/{training,test,IdLookupTable}.csv -> out_dir/*.npy + id_lookup.csv, all or nothing."""
+def parse_directory(raw_dir, out_dir, pixel_centre):
+    """raw_dir/{training,test,IdLookupTable}.csv -> out_dir/*.npy + id_lookup.csv, all or nothing.
+    The labels are moved from the data's pixel-centre convention (parse.pixel_centre) to the project's."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     images, keypoints = parse_training(raw_dir / "training.csv")
+    keypoints = to_project_convention(keypoints, pixel_centre)
     test_ids, test_images = parse_test(raw_dir / "test.csv")
     lookup = parse_lookup(raw_dir / "IdLookupTable.csv", test_ids)
     with fileio.atomic_dir(out_dir) as temporary:

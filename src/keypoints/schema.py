@@ -48,6 +48,10 @@ class Fetch(Group):
     synthetic: Synthetic = None
 
 
+class Parse(Group):
+    pixel_centre: number(ge=-1, le=2) = None
+
+
 class Split(Group):
     holdout_fraction: number(gt=0, lt=1) = None  # evaluate scores the held-out rows: some must be held out
     seed: int = None
@@ -99,6 +103,8 @@ class Training(Group):
     output_bias: Literal["mean", "zeros"] = None
     precise_batchnorm_rows: whole(0) = None
     start_from_model_8: bool = None
+    refit_outputs: bool = None
+    refit_ridge: number(ge=0) = None
     model: Model = None
     lr_schedule: Literal["plateau", "cosine"] = None
     reduce_lr: ReduceLr = None
@@ -168,6 +174,7 @@ class Mlflow(Group):
 
 class Params(Group):
     fetch: Fetch = None
+    parse: Parse = None
     split: Split = None
     train: Train = None
     presets: dict[str, Optional[Overrides]] = None
