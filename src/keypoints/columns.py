@@ -77,7 +77,6 @@ def columns_for(n_outputs):
     raise ValueError(f"a model has 8 or 30 outputs, not {n_outputs}")
 
 
-
 def to_project_convention(keypoints, pixel_centre):
     """Labels (N, k) of data whose pixel i has its centre at i + pixel_centre (params.yaml
     parse.pixel_centre), moved to this project's convention (i + PIXEL_OFFSET), where flips and

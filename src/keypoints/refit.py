@@ -10,6 +10,9 @@ other output weights, so every consumer of it (predict_merge, detect, serving, e
 """
 import numpy as np
 
+from keypoints.evaluate import rmse
+from keypoints.predict import predict
+
 
 def output_correction(predictions, keypoints, ridge):
     """(matrix (k, k), offset (k,)) of the map p -> p @ matrix + offset that fits `keypoints` (N, k) from
@@ -42,9 +45,8 @@ def fold_into_output_layer(layer, matrix, offset):
 def refit_outputs(model, images, keypoints, ridge, batch_size):
     """Refit `model`'s output layer (named "keypoints", keypoints.model.build_model) on uint8 `images`
     (N, 96, 96) and their `keypoints` (N, k); returns the faces' RMSE in pixels before and after."""
-    predictions = model.predict(images[..., np.newaxis].astype(np.float32), batch_size=batch_size, verbose=0)
+    predictions = predict(model, images, batch_size, flip_average=False)
     matrix, offset = output_correction(predictions, keypoints, ridge)
     fold_into_output_layer(model.get_layer("keypoints"), matrix, offset)
     corrected = np.asarray(predictions, np.float64) @ matrix + offset
-    return {"refit_rmse_before": float(np.sqrt(np.mean((predictions - keypoints) ** 2))),
-            "refit_rmse_after": float(np.sqrt(np.mean((corrected - keypoints) ** 2)))}
+    return {"refit_rmse_before": rmse(predictions, keypoints), "refit_rmse_after": rmse(corrected, keypoints)}
