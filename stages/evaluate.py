@@ -1,4 +1,9 @@
 """Stage evaluate: held-out RMSE/MAE of model_8, model_30 and the merge; faces and curves as PNGs."""
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 from pathlib import Path
 
@@ -10,6 +15,7 @@ from keypoints.columns import EIGHT_COLUMNS, KEYPOINT_COLUMNS
 from keypoints.evaluate import score
 from keypoints.params import flatten, load_params, settings_hash
 from keypoints.plots import curves_figure, faces_figure
+from keypoints.process import run_main
 
 
 def main(argv=None):
@@ -68,4 +74,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

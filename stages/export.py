@@ -4,6 +4,11 @@ says) as one LiteRT/TFLite file, checked against the pipeline's own held-out pre
 metrics/export.json records the file's size and its largest deviation, in pixels, from predict_merge's
 merged keypoints of the held-out faces (README: Registry, serving and export).
 """
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 import os
 import warnings
@@ -17,6 +22,7 @@ import numpy as np
 from keypoints import fileio
 from keypoints.export import save_tflite, tflite_predictor
 from keypoints.params import load_params
+from keypoints.process import run_main
 
 
 def main(argv=None):
@@ -44,4 +50,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

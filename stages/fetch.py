@@ -1,8 +1,14 @@
 """Stage fetch: the competition's three CSVs into --out, from the source params.yaml names."""
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 
 from keypoints.fetch import fetch
 from keypoints.params import load_params
+from keypoints.process import run_main
 
 
 def main(argv=None):
@@ -22,4 +28,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

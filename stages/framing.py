@@ -4,6 +4,11 @@ Writes models/framing.json: the mean shape, each detector's box-to-crop mapping,
 training faces around the mean shape, and params.yaml's `framing` settings, so that `keypoints
 detect` needs nothing but the files in models/.
 """
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 from pathlib import Path
 
@@ -13,6 +18,7 @@ from keypoints import fileio
 from keypoints.faces import make_detectors
 from keypoints.framing import learn_framing
 from keypoints.params import load_params
+from keypoints.process import run_main
 
 
 def main(argv=None):
@@ -37,4 +43,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -1,9 +1,15 @@
 """Stage parse: pixel strings of the raw CSVs into .npy arrays (images uint8 (N,96,96)), the labels in
 the project's pixel-centre convention."""
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 
 from keypoints.params import load_params
 from keypoints.parse import parse_directory
+from keypoints.process import run_main
 
 
 def main(argv=None):
@@ -15,4 +21,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

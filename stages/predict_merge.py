@@ -1,4 +1,9 @@
 """Stage predict_merge: both models on the held-out and test images; merged keypoints; submission.csv."""
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 import os
 from pathlib import Path
@@ -13,6 +18,7 @@ from keypoints import fileio
 from keypoints.columns import to_data_convention
 from keypoints.params import load_params
 from keypoints.predict import keypoint_frame, merge, predict, predict_merged, submission
+from keypoints.process import run_main
 
 
 def main(argv=None):
@@ -54,4 +60,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -5,6 +5,11 @@ Writes the model directory (servable as it is: mlflow models serve -m models/pre
 models/registered.json, which says which version was registered and why champion did or did not move.
 With the store down, both are written and the record says nothing was registered.
 """
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 import json
 from pathlib import Path
@@ -13,6 +18,7 @@ import numpy as np
 
 from keypoints import fileio, registry, tracking
 from keypoints.params import load_params
+from keypoints.process import run_main
 from keypoints.serving import save_predictor
 
 
@@ -44,4 +50,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

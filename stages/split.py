@@ -1,4 +1,9 @@
 """Stage split: the 8-value and 30-value training subsets, each with a seeded held-out part."""
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 from pathlib import Path
 
@@ -6,6 +11,7 @@ import numpy as np
 
 from keypoints.columns import EIGHT_INDICES, KEYPOINT_COLUMNS
 from keypoints.params import load_params
+from keypoints.process import run_main
 from keypoints.split import split_rows, write_subset
 
 
@@ -25,4 +31,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

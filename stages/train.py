@@ -3,6 +3,11 @@
 The stage owns the MLflow run and the checkpoint: it opens both, calls keypoints.train.fit, writes
 the outputs, and only then finishes the run and deletes the checkpoint.
 """
+import gc
+
+if __name__ == "__main__":
+    gc.disable()  # while the modules below load: keypoints.process.run_main turns it back on
+
 import argparse
 import os
 from pathlib import Path
@@ -15,6 +20,7 @@ from keypoints import fileio, tracking
 from keypoints.checkpoint import Checkpoint, fingerprint
 from keypoints.columns import columns_for
 from keypoints.params import load_params, overridden_train_keys, settings_hash, training_settings
+from keypoints.process import run_main
 from keypoints.train import fit, history_frame
 
 
@@ -69,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
