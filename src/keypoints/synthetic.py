@@ -171,7 +171,7 @@ def label_mask(count, full_fraction, seed):
 
 
 # The 256 pixel values as text, looked up rather than formatted: str() on each of 9216 ints per face
-# was a third of fetch's time.
+# took 1 s of the default fetch's 3.7 s (the same bytes either way).
 PIXEL_TEXT = np.array([str(value) for value in range(256)], dtype=object)
 
 
