@@ -101,12 +101,20 @@ def register(client, name, source, run_id, tags):
     return str(version)
 
 
-def settle_champion(client, name, data_checksum, rounds=5):
+def settle_champion(client, name, data_checksum, rounds=20):
     """Point `champion` at the lowest merged RMSE of the versions scored on `data_checksum`, if it points
     at one of them; the version it ends at. Two experiments registering at once (two clones, a queue
     with several workers) can each read the champion before the other moves it, and the slower write
-    would win whatever its RMSE: each re-reads after its own write until the alias agrees."""
-    for _ in range(rounds):
+    would win whatever its RMSE: each re-reads after its own write until the alias agrees.
+
+    Every writer moves the alias once to its own version, then only ever to the best it sees, so the
+    writes stop; but with several writers a re-read may find another's write each time. So the rounds
+    are many and wait longer each time (~8 s in all at the most). Five rounds without a wait could run
+    out under six writers at once: in one CI run the best version ended champion, but its own record
+    named another."""
+    for round_ in range(rounds):
+        if round_:
+            time.sleep(min(0.02 * 2**round_, 0.5))
         champion = current_champion(client, name)
         if champion is None or (champion.tags or {}).get("data_checksum") != data_checksum:
             return champion
